@@ -1,0 +1,38 @@
+"""tfgpt2: GPT-2 for TensorFlow / Keras 3 — HF checkpoints, fit, XLA generate, TF Serving, LiteRT."""
+
+from setuptools import setup
+
+setup(
+    name="tfgpt2",
+    version="0.1.0",
+    description="GPT-2 for TensorFlow / Keras 3: HF checkpoints, fit, XLA generate, TF Serving, LiteRT",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["tfgpt2", "tfgpt2.export"],
+    package_dir={"tfgpt2": "tfgpt2", "tfgpt2.export": "export"},
+    package_data={"tfgpt2": ["assets/*"]},
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.15,<4",
+        "keras-hub>=0.32",
+        "tensorflow-text==2.21.*",
+        "numpy>=1.26",
+        "safetensors>=0.4",
+        "huggingface_hub>=0.30",
+        "tiktoken>=0.9",
+        "h5py>=3.10",
+        "ai-edge-litert>=2.0",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "torch==2.13.0",
+            "transformers>=5.0",
+            "tokenizers>=0.21",
+        ],
+    },
+    entry_points={"console_scripts": ["tfgpt2=tfgpt2.cli:main"]},
+)

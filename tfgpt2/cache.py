@@ -1,0 +1,89 @@
+"""The static KV cache: allocated once, written in place, read through a mask.
+
+`KVCache` is the one `past_key_values` format of tfgpt2. It is a NamedTuple of
+tensors, so it passes through `tf.function`, `tf.while_loop`, XLA and
+SavedModel signatures unchanged:
+
+- `layers`: one tensor per block, `(2, B, n_head, capacity, head_dim)`; `[0]`
+  holds keys and `[1]` values. New entries are written at slot `index` with a
+  dynamic update-slice (`keras.ops.slice_update`), never concatenated.
+- `mask`: `(B, capacity)` int32, 1 where a slot holds a real (non-pad) token.
+- `index`: `()` int32, the next slot to write; the same for every row, because
+  batches are left-padded.
+
+Positions of new tokens come from the mask (number of real tokens before
+them), so a left-padded row gives the same result as its prompt alone.
+
+Example:
+>>> import tensorflow as tf
+>>> from tfgpt2 import GPT2Config, KVCache
+>>> cfg = GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100)
+>>> cache = KVCache.empty(cfg, batch_size=1, capacity=16)
+>>> cache.layers[0].shape.as_list(), int(cache.index)
+([2, 1, 4, 16, 8], 0)
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+from keras import ops
+
+
+class KVCache(NamedTuple):
+    layers: tuple  # n_layer x (2, B, nh, S, hs)
+    mask: tf.Tensor  # (B, S) int32
+    index: tf.Tensor  # () int32
+
+    @classmethod
+    def empty(cls, config, batch_size, capacity, dtype="float32"):
+        """An empty cache with room for `capacity` tokens per row."""
+        if capacity > config.n_positions:
+            raise ValueError(
+                f"cache capacity {capacity} exceeds n_positions={config.n_positions}; "
+                f"GPT-2 has no position embedding past {config.n_positions} tokens.")
+        shape = (2, batch_size, config.n_head, capacity, config.head_dim)
+        layers = tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer))
+        return cls(layers, tf.zeros((batch_size, capacity), tf.int32), tf.constant(0, tf.int32))
+
+    @property
+    def capacity(self):
+        return self.mask.shape[1] if self.mask.shape[1] is not None else tf.shape(self.mask)[1]
+
+    @property
+    def batch_size(self):
+        return self.mask.shape[0] if self.mask.shape[0] is not None else tf.shape(self.mask)[0]
+
+    def seq_length(self):
+        """Number of slots written so far (HF `get_seq_length`)."""
+        return self.index
+
+    def to_legacy(self):
+        """HF's tuple format: per layer `(key, value)`, each `(B, nh, index, hs)`."""
+        return tuple((kv[0, :, :, : self.index], kv[1, :, :, : self.index]) for kv in self.layers)
+
+
+def write(layer_cache, key, value, index):
+    """Writes new keys/values `(B, nh, T, hs)` at slot `index`; returns the cache."""
+    update = tf.stack([key, value])  # (2, B, nh, T, hs)
+    update = tf.cast(update, layer_cache.dtype)
+    return ops.slice_update(layer_cache, (0, 0, 0, index, 0), update)
+
+
+def new_positions(past_mask, new_mask):
+    """Position ids of new tokens: real tokens before them (pads get 0). (B, T) int32."""
+    past_count = tf.reduce_sum(past_mask, axis=1, keepdims=True)  # (B, 1)
+    positions = past_count + tf.cumsum(new_mask, axis=1) - 1  # (B, T)
+    return tf.maximum(positions, 0)
+
+
+def attention_bias(key_mask, index, num_queries, dtype):
+    """Additive attention bias `(B, 1, T, S)`: 0 where query t may see slot s, else dtype min.
+
+    Query t sits in slot `index + t`; it sees slots s <= index + t whose key_mask is 1.
+    """
+    num_slots = tf.shape(key_mask)[1]
+    query_slot = index + tf.range(num_queries)[:, None]  # (T, 1)
+    causal = tf.range(num_slots)[None, :] <= query_slot  # (T, S)
+    allowed = tf.logical_and(causal[None], tf.cast(key_mask, tf.bool)[:, None, :])  # (B, T, S)
+    bias = tf.where(allowed, tf.zeros([], dtype), tf.constant(dtype.min, dtype))
+    return bias[:, None]  # (B, 1, T, S)

@@ -1,0 +1,34 @@
+"""Losses with HF semantics: shifted LM loss ignoring -100, mean over real tokens."""
+
+import tensorflow as tf
+
+IGNORE_INDEX = -100
+
+
+def labels_from_inputs(input_ids, attention_mask=None):
+    """LM labels for plain text: the ids themselves, pads (mask 0) set to -100."""
+    labels = tf.cast(input_ids, tf.int32)
+    if attention_mask is not None:
+        labels = tf.where(tf.cast(attention_mask, tf.bool), labels, IGNORE_INDEX)
+    return labels
+
+
+def lm_loss(logits, labels):
+    """Next-token cross-entropy: logits (..., T, V) vs labels (..., T) shifted by one."""
+    logits = tf.cast(logits[..., :-1, :], tf.float32)  # (..., T-1, V)
+    labels = tf.cast(labels[..., 1:], tf.int32)  # (..., T-1)
+    valid = tf.not_equal(labels, IGNORE_INDEX)
+    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.where(valid, labels, 0), logits=logits)
+    per_token = tf.where(valid, per_token, 0.0)
+    count = tf.reduce_sum(tf.cast(valid, tf.float32))
+    return tf.math.divide_no_nan(tf.reduce_sum(per_token), count)
+
+
+def classification_loss(logits, labels, regression=False):
+    """Mean cross-entropy over int labels, or mean squared error (HF regression, one output)."""
+    logits = tf.cast(logits, tf.float32)
+    if regression:
+        return tf.reduce_mean(tf.square(tf.squeeze(logits, -1) - tf.cast(labels, tf.float32)))
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=logits))
