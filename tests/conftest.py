@@ -82,7 +82,9 @@ def hf_tf_python():
 
 
 def run_python(python, code, timeout=600):
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if python:  # the transformers 4.57 TF venv runs on tf-keras
+        env["TF_USE_LEGACY_KERAS"] = "1"
     result = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=timeout, env=env)
     if result.returncode:

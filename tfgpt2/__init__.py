@@ -1,27 +1,38 @@
-"""tfgpt2: GPT-2 for TensorFlow / Keras 3, from HF checkpoints to TF Serving and LiteRT."""
+"""tfgpt2: GPT-2 for TensorFlow / Keras 3, from HF checkpoints to TF Serving and LiteRT.
 
+Names are imported on first use, so `from tfgpt2 import GPT2Tokenizer` does not load TensorFlow.
+"""
+
+import importlib
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from tfgpt2.cache import KVCache  # noqa: E402
-from tfgpt2.config import GPT2Config  # noqa: E402
-from tfgpt2.errors import (CheckpointError, CheckpointNotFoundError, GPT2ConfigError,  # noqa: E402
-                           GPT2InputError)
-from tfgpt2.modeling import (TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification,  # noqa: E402
-                             TFGPT2LMHeadModel, TFGPT2Model)
-
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "GPT2Config": "tfgpt2.config",
+    "GPT2Tokenizer": "tfgpt2.tokenizer",
+    "KVCache": "tfgpt2.cache",
+    "TFGPT2Model": "tfgpt2.modeling",
+    "TFGPT2LMHeadModel": "tfgpt2.modeling",
+    "TFGPT2DoubleHeadsModel": "tfgpt2.modeling",
+    "TFGPT2ForSequenceClassification": "tfgpt2.modeling",
+    "GPT2InputError": "tfgpt2.errors",
+    "GPT2ConfigError": "tfgpt2.errors",
+    "CheckpointError": "tfgpt2.errors",
+    "CheckpointNotFoundError": "tfgpt2.errors",
+}
+__all__ = list(_EXPORTS)
 
-def __getattr__(name):  # the tokenizer pulls in tiktoken; load it on first use
-    if name == "GPT2Tokenizer":
-        from tfgpt2.tokenizer import GPT2Tokenizer
 
-        return GPT2Tokenizer
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'tfgpt2' has no attribute {name!r}")
 
 
-__all__ = ["GPT2Config", "GPT2Tokenizer", "KVCache", "TFGPT2Model", "TFGPT2LMHeadModel",
-           "TFGPT2DoubleHeadsModel", "TFGPT2ForSequenceClassification", "GPT2InputError",
-           "GPT2ConfigError", "CheckpointError", "CheckpointNotFoundError"]
+def __dir__():
+    return sorted(list(globals()) + __all__)

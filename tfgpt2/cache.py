@@ -76,14 +76,14 @@ def new_positions(past_mask, new_mask):
     return tf.maximum(positions, 0)
 
 
-def attention_bias(key_mask, index, num_queries, dtype):
-    """Additive attention bias `(B, 1, T, S)`: 0 where query t may see slot s, else dtype min.
+def visible(key_mask, index, num_queries):
+    """Bool `(B, 1, T, S)`: True where query t may attend to slot s.
 
     Query t sits in slot `index + t`; it sees slots s <= index + t whose key_mask is 1.
+    A bool (not an additive float bias) so mixed precision never casts it.
     """
     num_slots = tf.shape(key_mask)[1]
     query_slot = index + tf.range(num_queries)[:, None]  # (T, 1)
     causal = tf.range(num_slots)[None, :] <= query_slot  # (T, S)
     allowed = tf.logical_and(causal[None], tf.cast(key_mask, tf.bool)[:, None, :])  # (B, T, S)
-    bias = tf.where(allowed, tf.zeros([], dtype), tf.constant(dtype.min, dtype))
-    return bias[:, None]  # (B, 1, T, S)
+    return allowed[:, None]  # (B, 1, T, S)

@@ -66,7 +66,7 @@ class GPT2Config:
     eos_token_id: int = 50256
     pad_token_id: int = None
     num_labels: int = 2
-    extra: dict = dataclasses.field(default_factory=dict)
+    extra: dict = dataclasses.field(default_factory=dict, compare=False)  # generic HF keys, kept as-is
 
     def __post_init__(self):
         labels = self.extra.get("id2label")

@@ -27,6 +27,7 @@ class TFGPT2PreTrainedModel(keras.Model):
         self.config = config
         self.transformer = TFGPT2MainLayer(config, name="transformer")
         self.transformer.build()
+        self.built = True  # every weight exists now: HF weights can be assigned before any call
 
     # ------------------------------------------------------------ keras glue
     def get_config(self):
