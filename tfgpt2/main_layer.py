@@ -87,6 +87,15 @@ class TFGPT2MainLayer(keras.layers.Layer):
 
 
 # ---------------------------------------------------------------- input checks
+def as_array(rows):
+    """Nested Python lists of ids -> numpy, with a clear error for ragged rows."""
+    try:
+        return np.asarray(rows)
+    except ValueError as e:
+        raise GPT2InputError(f"input_ids rows have different lengths ({e}); pad them "
+                             "(tokenizer(..., padding=True)) and pass attention_mask.") from e
+
+
 def _concrete(x):
     """The numpy value of an eager tensor/array, or None inside a graph."""
     if x is None or isinstance(x, keras.KerasTensor):
@@ -94,11 +103,7 @@ def _concrete(x):
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (list, tuple)):
-        try:
-            return np.asarray(x)
-        except ValueError as e:
-            raise GPT2InputError(f"input_ids rows have different lengths ({e}); pad them "
-                                 "(tokenizer(..., padding=True)) and pass attention_mask.") from e
+        return as_array(x)
     if tf.is_tensor(x) and tf.executing_eagerly() and hasattr(x, "numpy"):
         return x.numpy()
     return None

@@ -7,7 +7,7 @@ from keras.src.losses import loss as keras_loss
 from tfgpt2 import losses, outputs
 from tfgpt2.config import GPT2Config
 from tfgpt2.errors import GPT2InputError
-from tfgpt2.main_layer import TFGPT2MainLayer, check_inputs
+from tfgpt2.main_layer import TFGPT2MainLayer, as_array, check_inputs
 
 _CALL_ARGS = ("attention_mask", "position_ids", "token_type_ids", "past_key_values", "use_cache",
               "output_hidden_states", "output_attentions")
@@ -30,6 +30,11 @@ class TFGPT2PreTrainedModel(keras.Model):
         self.built = True  # every weight exists now: HF weights can be assigned before any call
 
     # ------------------------------------------------------------ keras glue
+    def __call__(self, input_ids=None, *args, **kwargs):
+        if isinstance(input_ids, (list, tuple)):  # Keras rejects nested lists positionally
+            input_ids = as_array(input_ids)
+        return super().__call__(input_ids, *args, **kwargs)
+
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}
 
