@@ -1,0 +1,80 @@
+"""Logit processors and token selection, the same code in the XLA loop and the Python loop."""
+
+import tensorflow as tf
+
+NEG = -1e30  # masked logit: finite, so softmax of an all-masked row stays defined
+
+
+def repetition_penalty(logits, seen, penalty):
+    """HF rule: a seen token's logit is divided by `penalty` if > 0, else multiplied. seen (B, V) bool."""
+    penalised = tf.where(logits > 0, logits / penalty, logits * penalty)
+    return tf.where(seen, penalised, logits)
+
+
+def top_k_top_p(logits, top_k, top_p, use_top_k, use_top_p):
+    """Masks logits outside the top-k and outside the smallest set with probability >= top_p."""
+    sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")  # (B, V)
+    vocab = tf.shape(logits)[-1]
+    if use_top_k:
+        k = tf.clip_by_value(top_k, 1, vocab)
+        kth = sorted_logits[:, k - 1:k]  # (B, 1)
+        logits = tf.where(logits < kth, NEG, logits)
+        sorted_logits = tf.where(tf.range(vocab)[None] < k, sorted_logits, NEG)
+    if use_top_p:
+        probs = tf.nn.softmax(sorted_logits, axis=-1)  # (B, V)
+        before = tf.cumsum(probs, axis=-1, exclusive=True)  # mass ahead of each token
+        keep = tf.logical_or(before < top_p, tf.range(vocab)[None] == 0)  # keep >= 1 token
+        threshold = tf.reduce_min(tf.where(keep, sorted_logits, -NEG), axis=-1, keepdims=True)  # (B, 1)
+        logits = tf.where(logits < threshold, NEG, logits)
+    return logits
+
+
+def _mix(x):
+    """murmur3's 32-bit finaliser: a bijective avalanche over uint32."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16)) * tf.constant(0x85EBCA6B, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 13)) * tf.constant(0xC2B2AE35, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def uniform(shape, seed, step):
+    """Counter-based uniforms in (0, 1) from integer hashing of (seed, step, element).
+
+    TF's stateless Philox gives other numbers under XLA when the key is a traced tensor, so
+    the sampler hashes with plain uint32 ops, which are bit-identical in eager, graph and XLA.
+    """
+    seed = tf.cast(tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), 0xFFFFFFFF), tf.uint32)
+    key = _mix(tf.bitwise.bitwise_xor(_mix(seed + tf.constant(0x9E3779B9, tf.uint32)),
+                                      tf.cast(step, tf.uint32) * tf.constant(0x632BE5AB, tf.uint32)))
+    counter = tf.cast(tf.reshape(tf.range(tf.reduce_prod(shape)), shape), tf.uint32)
+    bits = _mix(tf.bitwise.bitwise_xor(counter * tf.constant(0x27D4EB2F, tf.uint32), key))
+    bits = _mix(bits + key)
+    return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * (1.0 / (1 << 24))
+
+
+def sample(logits, seed, step):
+    """Gumbel-max draw keyed by (seed, step): the same token in eager, graph and XLA."""
+    u = uniform(tf.shape(logits), seed, step)
+    gumbel = -tf.math.log(-tf.math.log(u))
+    return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)  # (B,)
+
+
+def select(logits, seen, step, params, flags):
+    """Next token ids (B,) from last-position logits (B, V).
+
+    params: dict of tensors temperature, top_k, top_p, repetition_penalty, seed.
+    flags: static Python bools do_sample, use_top_k, use_top_p, use_penalty.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if flags["use_penalty"]:
+        logits = repetition_penalty(logits, seen, params["repetition_penalty"])
+    if not flags["do_sample"]:
+        return tf.argmax(logits, axis=-1, output_type=tf.int32), logits
+    logits = logits / params["temperature"]
+    if flags["use_top_k"] or flags["use_top_p"]:
+        logits = top_k_top_p(logits, params["top_k"], params["top_p"], flags["use_top_k"], flags["use_top_p"])
+    return sample(logits, params["seed"], step), logits
+
+
+def mark_seen(seen, tokens, vocab_size):
+    """seen (B, V) |= one_hot(tokens (B,))."""
+    return tf.logical_or(seen, tf.cast(tf.one_hot(tokens, vocab_size, dtype=tf.int8), tf.bool))
