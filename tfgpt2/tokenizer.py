@@ -50,6 +50,8 @@ class _Tiktoken:
 
     def encode_batch(self, texts, special):
         allowed = "all" if special else set()
+        if len(texts) == 1:  # no thread pool for one string
+            return [self.enc.encode(texts[0], allowed_special=allowed, disallowed_special=())]
         return self.enc.encode_batch(texts, allowed_special=allowed, disallowed_special=(), num_threads=4)
 
     def token_bytes(self, ids):
