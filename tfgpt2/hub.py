@@ -7,8 +7,15 @@ from tfgpt2.errors import CheckpointNotFoundError
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5")
 
 
+def looks_like_path(name):
+    return os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
 def resolve(name, filenames=("config.json",) + WEIGHT_FILES):
     """A local directory holding `name`'s files: HF cache, else download with a 10 s timeout."""
+    if looks_like_path(name):
+        raise CheckpointNotFoundError(f"{name} is not a checkpoint directory; pass the directory that holds "
+                                      "config.json and the weights.")
     try:
         import huggingface_hub
     except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency

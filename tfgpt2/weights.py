@@ -173,12 +173,7 @@ def _shape_summary(cfg):
 
 
 def from_pretrained(cls, name_or_path, config=None, **config_overrides):
-    directory = name_or_path if os.path.isdir(name_or_path) else None
-    if directory is None:
-        if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")):
-            raise CheckpointNotFoundError(f"{name_or_path} is not a checkpoint directory; pass the directory "
-                                          "that holds config.json and the weights.")
-        directory = resolve(name_or_path)
+    directory = name_or_path if os.path.isdir(name_or_path) else resolve(name_or_path)
     if config is None:
         config = GPT2Config.from_pretrained(directory)
     if config_overrides:
