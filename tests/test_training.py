@@ -153,5 +153,6 @@ def test_mirrored_strategy_first_step_loss_matches_single_device():
         print(mirrored.num_replicas_in_sync, first_loss(tf.distribute.get_strategy()), first_loss(mirrored))
     """)
     replicas, single, mirrored = run_python(None, code).split()[-3:]
+    print(f"first-step loss: single device {single}, MirroredStrategy x{replicas} {mirrored}")
     assert int(replicas) == 2
     assert abs(float(single) - float(mirrored)) <= 1e-5, (single, mirrored)
