@@ -36,8 +36,7 @@ def beam_search(decoder, logits, cache, seen, eos, max_new, min_new, penalty, nu
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)  # (B*K, V)
         if use_penalty:
             log_probs = sampling.repetition_penalty(log_probs, seen, penalty)
-        is_eos = tf.reduce_any(tf.equal(tf.range(vocab)[:, None], eos[None]), axis=1)  # (V,)
-        log_probs = tf.where(tf.logical_and(i < min_new, is_eos)[None], -float("inf"), log_probs)
+        log_probs = sampling.block_eos_before(log_probs, i, min_new, eos)
         acc = tf.reshape(log_probs, [b, k, vocab]) + s["running_scores"][:, :, None]
         topk_lp, topk_idx = tf.math.top_k(tf.reshape(acc, [b, k * vocab]), k=k2)  # (B, K2)
         src, tok = topk_idx // vocab, topk_idx % vocab  # (B, K2)

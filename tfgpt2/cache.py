@@ -35,9 +35,9 @@ class KVCache(NamedTuple):
     index: tf.Tensor  # () int32
 
     @classmethod
-    def empty(cls, config, batch_size, capacity, dtype="float32"):
+    def empty(cls, config, batch_size, capacity, dtype="float32", check=True):
         """An empty cache with room for `capacity` tokens per row."""
-        if capacity > config.n_positions:
+        if check and capacity > config.n_positions:
             raise ValueError(
                 f"cache capacity {capacity} exceeds n_positions={config.n_positions}; "
                 f"GPT-2 has no position embedding past {config.n_positions} tokens.")

@@ -13,6 +13,7 @@ from tfgpt2 import beam, sampling
 from tfgpt2.cache import KVCache
 from tfgpt2.errors import GPT2InputError
 from tfgpt2.main_layer import check_inputs
+from tfgpt2.modeling import lm_logits
 from tfgpt2.outputs import ModelOutput
 
 PROMPT_BUCKET = 32
@@ -38,8 +39,7 @@ class Decoder:
         self._steps = {}
 
     def _logits(self, hidden):
-        wte = tf.cast(self.model.transformer.wte.embeddings, hidden.dtype)
-        return tf.cast(tf.matmul(hidden[:, -1], wte, transpose_b=True), tf.float32)  # (B, V)
+        return lm_logits(self.model, hidden[:, -1])  # (B, V)
 
     def prefill(self, ids, mask, cache):
         hidden, cache, _, _ = self.model.transformer(ids, attention_mask=mask, past_key_values=cache)
@@ -51,10 +51,8 @@ class Decoder:
         return self._logits(hidden), cache
 
     def empty_cache(self, batch, capacity):
-        cfg = self.cfg
-        shape = (2, batch, cfg.n_head, capacity, cfg.head_dim)
-        layers = tuple(tf.zeros(shape, self.model.transformer.compute_dtype) for _ in range(cfg.n_layer))
-        return KVCache(layers, tf.zeros((batch, capacity), tf.int32), tf.constant(0, tf.int32))
+        # slots may exceed n_positions: positions come from the mask, not the slot index
+        return KVCache.empty(self.cfg, batch, capacity, self.model.transformer.compute_dtype, check=False)
 
     # ------------------------------------------------------------ the XLA loop
     def loop(self, key, jit_compile):
@@ -120,11 +118,8 @@ def is_stop(tokens, eos):
 
 
 def choose(logits, seen, i, min_new, eos, params, flags):
-    """min_new_tokens masking (HF: eos logits -inf before min_new), then the samplers."""
-    vocab = tf.shape(logits)[-1]
-    is_eos = tf.reduce_any(tf.equal(tf.range(vocab)[:, None], eos[None]), axis=1)  # (V,)
-    logits = tf.where(tf.logical_and(i < min_new, is_eos)[None], -float("inf"), logits)
-    return sampling.select(logits, seen, i, params, flags)
+    """min_new_tokens masking, then the samplers."""
+    return sampling.select(sampling.block_eos_before(logits, i, min_new, eos), seen, i, params, flags)
 
 
 def _decoder(model):

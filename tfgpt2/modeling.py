@@ -97,8 +97,8 @@ class TFGPT2PreTrainedModel(keras.Model):
         return {}
 
 
-def _lm_logits(model, hidden):
-    """Tied LM head: hidden (B, T, C) @ wte^T (C, V)."""
+def lm_logits(model, hidden):
+    """Tied LM head: hidden (..., C) @ wte^T (C, V) -> float32 (..., V)."""
     wte = tf.cast(model.transformer.wte.embeddings, hidden.dtype)
     return tf.cast(tf.matmul(hidden, wte, transpose_b=True), tf.float32)  # (B, T, V)
 
@@ -145,7 +145,7 @@ class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
         labels = kwargs.pop("labels", None)
         hidden, cache, states, attns = self._run_transformer(
             input_ids, kwargs.pop("attention_mask", None), kwargs, training)
-        logits = _lm_logits(self, hidden)
+        logits = lm_logits(self, hidden)
         loss = None if labels is None else losses.lm_loss(logits, labels)
         return outputs.CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=cache, hidden_states=states, attentions=attns)
@@ -208,7 +208,7 @@ class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
         flat_ids = tf.reshape(input_ids, (-1, shape[-1]))  # (B*Ch, T)
         hidden, cache, states, attns = self._run_transformer(
             flat_ids, flat.pop("attention_mask", None), flat, training)
-        logits = tf.reshape(_lm_logits(self, hidden), tf.concat([shape, [-1]], 0))  # (B, Ch, T, V)
+        logits = tf.reshape(lm_logits(self, hidden), tf.concat([shape, [-1]], 0))  # (B, Ch, T, V)
         hidden = tf.reshape(hidden, tf.concat([shape, [-1]], 0))  # (B, Ch, T, C)
         if mc_token_ids is None:
             mc_token_ids = tf.fill(shape[:2], shape[2] - 1)  # (B, Ch): last token

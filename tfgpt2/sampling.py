@@ -75,6 +75,13 @@ def select(logits, seen, step, params, flags):
     return sample(logits, params["seed"], step), logits
 
 
+def block_eos_before(logits, step, min_new, eos):
+    """HF MinNewTokens: eos logits are -inf while fewer than `min_new` tokens were made. eos (E,)."""
+    vocab = tf.shape(logits)[-1]
+    is_eos = tf.reduce_any(tf.equal(tf.range(vocab)[:, None], eos[None]), axis=1)  # (V,)
+    return tf.where(tf.logical_and(step < min_new, is_eos)[None], -float("inf"), logits)
+
+
 def mark_seen(seen, tokens, vocab_size):
     """seen (B, V) |= one_hot(tokens (B,))."""
     return tf.logical_or(seen, tf.cast(tf.one_hot(tokens, vocab_size, dtype=tf.int8), tf.bool))
