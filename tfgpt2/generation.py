@@ -65,7 +65,8 @@ class Decoder:
         self.traces += 1
         flags, num_steps, num_beams, length_penalty, early_stopping = key
         flags = dict(flags)
-        batch, prompt = tf.shape(ids)[0], ids.shape[1]
+        batch = tf.shape(ids)[0]
+        prompt = ids.shape[1] if ids.shape[1] is not None else tf.shape(ids)[1]
         cache = self.empty_cache(batch, prompt + num_steps)
         logits, cache = self.prefill(ids, mask, cache)
         seen = prompt_seen(ids, mask, self.cfg.vocab_size) if flags["use_penalty"] else tf.zeros([], tf.bool)

@@ -151,7 +151,8 @@ def check_inputs(config, input_ids, attention_mask=None, past_key_values=None, r
     if attention_mask is not None:
         mshape = tuple(_concrete(attention_mask).shape) if _concrete(attention_mask) is not None \
             else tuple(attention_mask.shape)
-        ok = len(mshape) == rank and mshape[:-1] == shape[:-1] and mshape[-1] in (length, past_len + length, None)
+        ok = len(mshape) == rank and all(a == b or None in (a, b) for a, b in zip(mshape[:-1], shape[:-1]))
+        ok = ok and (None in (length, mshape[-1]) or mshape[-1] in (length, past_len + length))
         if not ok:
             raise GPT2InputError(f"attention_mask has shape {mshape} but {name} has shape {shape}; it must "
                                  f"be {shape} or cover past + new tokens ({past_len + (length or 0)}).")

@@ -24,6 +24,7 @@ def top_k_top_p(logits, top_k, top_p, use_top_k, use_top_p):
         probs = tf.nn.softmax(sorted_logits, axis=-1)  # (B, V)
         before = tf.cumsum(probs, axis=-1, exclusive=True)  # mass ahead of each token
         keep = tf.logical_or(before < top_p, tf.range(vocab)[None] == 0)  # keep >= 1 token
+        keep = tf.logical_or(keep, top_p >= 1.0)  # 1.0 = off, whatever the float cumsum says
         threshold = tf.reduce_min(tf.where(keep, sorted_logits, -NEG), axis=-1, keepdims=True)  # (B, 1)
         logits = tf.where(logits < threshold, NEG, logits)
     return logits
@@ -62,11 +63,19 @@ def select(logits, seen, step, params, flags):
     """Next token ids (B,) from last-position logits (B, V).
 
     params: dict of tensors temperature, top_k, top_p, repetition_penalty, seed.
-    flags: static Python bools do_sample, use_top_k, use_top_p, use_penalty.
+    flags: static Python bools do_sample, use_top_k, use_top_p, use_penalty; with `dynamic`
+    every choice is made from the tensors instead (one graph for all settings).
     """
     logits = tf.cast(logits, tf.float32)
     if flags["use_penalty"]:
         logits = repetition_penalty(logits, seen, params["repetition_penalty"])
+    if flags.get("dynamic"):  # one graph for every setting (exported signatures): temperature 0 = greedy
+        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        warped = logits / tf.maximum(params["temperature"], 1e-6)
+        k = tf.where(params["top_k"] > 0, params["top_k"], tf.shape(logits)[-1])
+        warped = top_k_top_p(warped, k, params["top_p"], True, True)
+        sampled = sample(warped, params["seed"], step)
+        return tf.where(params["temperature"] > 0, sampled, greedy), warped
     if not flags["do_sample"]:
         return tf.argmax(logits, axis=-1, output_type=tf.int32), logits
     logits = logits / params["temperature"]

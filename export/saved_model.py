@@ -1,0 +1,143 @@
+"""Build a TF Serving SavedModel: logits, generate, and cache-in/cache-out prefill/decode.
+
+Signatures (all stateless and batchable; ids are int32, the cache is one tensor):
+- `serving_default(input_ids, attention_mask) -> logits (B, T, V)`
+- `generate(input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
+  repetition_penalty, seed, eos_token_id) -> sequences (B, max_new_tokens), num_generated`
+  (temperature 0 = greedy, top_k 0 / top_p 1 = off, eos_token_id -1 = none)
+- `prefill(input_ids, attention_mask, max_new_tokens) -> logits (B, V), key_values, cache_mask, cache_index`
+- `decode(token_ids, key_values, cache_mask, cache_index) -> logits (B, V), key_values, cache_mask, cache_index`
+`key_values` is `(n_layer, 2, B, n_head, capacity, head_dim)` float32, `capacity = T + max_new_tokens`.
+Bad ids or lengths fail the request with InvalidArgument (graph asserts), never a silent gather.
+Warm-up requests for TF Serving go to `assets.extra/tf_serving_warmup_requests`.
+"""
+
+import os
+
+import tensorflow as tf
+
+from tfgpt2.cache import KVCache
+from tfgpt2.generation import Decoder
+
+IDS = tf.TensorSpec([None, None], tf.int32, "input_ids")
+MASK = tf.TensorSpec([None, None], tf.int32, "attention_mask")
+SCALAR_I = lambda name: tf.TensorSpec([], tf.int32, name)  # noqa: E731
+SCALAR_F = lambda name: tf.TensorSpec([], tf.float32, name)  # noqa: E731
+
+
+class GPT2Serving(tf.Module):
+    """The exported module; `max_new_tokens_cap` bounds the decode loop of `generate`."""
+
+    def __init__(self, model, max_new_tokens_cap=128):
+        super().__init__()
+        self.model = model
+        self.cfg = model.config
+        self.cap = min(max_new_tokens_cap, self.cfg.n_positions - 1)
+        self.decoder = Decoder(model)
+        self.serving_default = tf.function(self._logits, input_signature=[IDS, MASK])
+        self.generate = tf.function(self._generate, input_signature=[
+            IDS, MASK, SCALAR_I("max_new_tokens"), SCALAR_F("temperature"), SCALAR_I("top_k"), SCALAR_F("top_p"),
+            SCALAR_F("repetition_penalty"), tf.TensorSpec([], tf.int64, "seed"), SCALAR_I("eos_token_id")])
+        self.prefill = tf.function(self._prefill, input_signature=[IDS, MASK, SCALAR_I("max_new_tokens")])
+        kv = tf.TensorSpec([self.cfg.n_layer, 2, None, self.cfg.n_head, None, self.cfg.head_dim], tf.float32,
+                           "key_values")
+        self.decode = tf.function(self._decode, input_signature=[
+            tf.TensorSpec([None], tf.int32, "token_ids"), kv, tf.TensorSpec([None, None], tf.int32, "cache_mask"),
+            SCALAR_I("cache_index")])
+
+    # ------------------------------------------------------------ checks inside the graph
+    def _check(self, ids, extra_tokens=0):
+        cfg = self.cfg
+        return [tf.debugging.assert_non_negative(ids, message="input_ids must be >= 0"),
+                tf.debugging.assert_less(ids, cfg.vocab_size, message=f"input_ids must be < {cfg.vocab_size}"),
+                tf.debugging.assert_less_equal(tf.shape(ids)[1] + extra_tokens, cfg.n_positions,
+                                               message=f"prompt + max_new_tokens must be <= {cfg.n_positions}")]
+
+    # ------------------------------------------------------------ signatures
+    def _logits(self, input_ids, attention_mask):
+        with tf.control_dependencies(self._check(input_ids)):
+            return {"logits": self.model(input_ids, attention_mask=attention_mask).logits}
+
+    def _generate(self, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
+                  repetition_penalty, seed, eos_token_id):
+        checks = self._check(input_ids, max_new_tokens) + [
+            tf.debugging.assert_positive(max_new_tokens, message="max_new_tokens must be >= 1"),
+            tf.debugging.assert_less_equal(max_new_tokens, self.cap,
+                                           message=f"max_new_tokens must be <= {self.cap} in this export"),
+            tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1]"),
+            tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
+            tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0 (0 = greedy)"),
+            tf.debugging.assert_positive(repetition_penalty, message="repetition_penalty must be > 0")]
+        with tf.control_dependencies(checks):
+            params = dict(temperature=temperature, top_k=top_k, top_p=top_p,
+                          repetition_penalty=repetition_penalty, seed=seed)
+            flags = (("do_sample", True), ("dynamic", True), ("scores", False), ("use_penalty", True),
+                     ("use_top_k", True), ("use_top_p", True))
+            key = (flags, self.cap, 1, 1.0, False)
+            pad = tf.maximum(eos_token_id, 0)
+            tokens, lengths, _ = self.decoder._run(key, input_ids, attention_mask, max_new_tokens, 0,
+                                                   tf.reshape(eos_token_id, [1]), pad, params)
+        return {"sequences": tokens[:, :max_new_tokens], "num_generated": lengths}
+
+    def _prefill(self, input_ids, attention_mask, max_new_tokens):
+        with tf.control_dependencies(self._check(input_ids, max_new_tokens)):
+            capacity = tf.shape(input_ids)[1] + max_new_tokens
+            cache = self.decoder.empty_cache(tf.shape(input_ids)[0], capacity)
+            logits, cache = self.decoder.prefill(input_ids, attention_mask, cache)
+        return self._cache_out(logits, cache)
+
+    def _decode(self, token_ids, key_values, cache_mask, cache_index):
+        checks = [tf.debugging.assert_non_negative(token_ids), tf.debugging.assert_less(token_ids, self.cfg.vocab_size),
+                  tf.debugging.assert_less(cache_index, tf.shape(cache_mask)[1], message="the cache is full")]
+        with tf.control_dependencies(checks):
+            cache = KVCache(tuple(tf.unstack(key_values)), cache_mask, cache_index)
+            logits, cache = self.decoder.step(token_ids, cache)
+        return self._cache_out(logits, cache)
+
+    @staticmethod
+    def _cache_out(logits, cache):
+        return {"logits": logits, "key_values": tf.stack(cache.layers), "cache_mask": cache.mask,
+                "cache_index": cache.index}
+
+
+def build(model, export_dir, max_new_tokens_cap=128, warmup=True):
+    """Writes the SavedModel to `export_dir` (a TF Serving version dir, e.g. .../saved_model/1)."""
+    module = GPT2Serving(model, max_new_tokens_cap)
+    signatures = {"serving_default": module.serving_default, "generate": module.generate,
+                  "prefill": module.prefill, "decode": module.decode}
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    if warmup:
+        write_warmup(export_dir, model.config)
+    return module
+
+
+def warmup_inputs(config):
+    """One small request per signature; decode's cache comes from a 4-token prefill."""
+    ids = tf.constant([[config.eos_token_id % config.vocab_size] * 4], tf.int32)
+    mask = tf.ones_like(ids)
+    shape = [config.n_layer, 2, 1, config.n_head, 8, config.head_dim]
+    return {
+        "serving_default": {"input_ids": ids, "attention_mask": mask},
+        "generate": {"input_ids": ids, "attention_mask": mask, "max_new_tokens": tf.constant(4),
+                     "temperature": tf.constant(0.0), "top_k": tf.constant(0), "top_p": tf.constant(1.0),
+                     "repetition_penalty": tf.constant(1.0), "seed": tf.constant(0, tf.int64),
+                     "eos_token_id": tf.constant(-1)},
+        "prefill": {"input_ids": ids, "attention_mask": mask, "max_new_tokens": tf.constant(4)},
+        "decode": {"token_ids": tf.constant([0]), "key_values": tf.zeros(shape),
+                   "cache_mask": tf.constant([[1, 1, 1, 1, 0, 0, 0, 0]]), "cache_index": tf.constant(4)},
+    }
+
+
+def write_warmup(export_dir, config):
+    """assets.extra/tf_serving_warmup_requests: one PredictionLog per signature (TFRecord)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path = os.path.join(export_dir, "assets.extra")
+    os.makedirs(path, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(path, "tf_serving_warmup_requests")) as writer:
+        for signature, inputs in warmup_inputs(config).items():
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature))
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())

@@ -1,0 +1,99 @@
+"""The SavedModel, loaded by TF's own loader in a fresh process that never imports tfgpt2."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_python
+from tfgpt2 import TFGPT2LMHeadModel
+from tfgpt2.export import saved_model
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+    m = tf.saved_model.load(sys.argv[1])
+    inputs = np.load(sys.argv[2])
+    ids, mask = tf.constant(inputs["ids"]), tf.constant(inputs["mask"])
+    out = {}
+    out["logits"] = m.signatures["serving_default"](input_ids=ids, attention_mask=mask)["logits"].numpy()
+    def gen(t, k, p, seed, eos):
+        return m.signatures["generate"](input_ids=ids, attention_mask=mask, max_new_tokens=tf.constant(12),
+            temperature=tf.constant(t), top_k=tf.constant(k), top_p=tf.constant(p),
+            repetition_penalty=tf.constant(1.0), seed=tf.constant(seed, tf.int64), eos_token_id=tf.constant(eos))
+    out["greedy"] = gen(0.0, 0, 1.0, 0, -1)["sequences"].numpy()
+    out["sampled"] = gen(0.8, 5, 0.9, 7, -1)["sequences"].numpy()
+    pre = m.signatures["prefill"](input_ids=ids, attention_mask=mask, max_new_tokens=tf.constant(3))
+    out["prefill_logits"] = pre["logits"].numpy()
+    token = tf.argmax(pre["logits"], -1, output_type=tf.int32)
+    dec = m.signatures["decode"](token_ids=token, key_values=pre["key_values"], cache_mask=pre["cache_mask"],
+                                 cache_index=pre["cache_index"])
+    out["decode_logits"] = dec["logits"].numpy()
+    try:
+        bad = np.array(inputs["ids"]); bad[0, 0] = 10 ** 6
+        m.signatures["serving_default"](input_ids=tf.constant(bad), attention_mask=mask)
+        out["bad_ids_error"] = ""
+    except tf.errors.InvalidArgumentError as e:
+        out["bad_ids_error"] = " ".join(e.message.split())[:3000]
+    warm = 0
+    for record in tf.data.TFRecordDataset(sys.argv[1] + "/assets.extra/tf_serving_warmup_requests"):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        feeds = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        m.signatures[request.model_spec.signature_name](**feeds)
+        warm += 1
+    out["warmup_records"] = warm
+    assert "tfgpt2" not in sys.modules
+    np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()})
+""")
+
+
+@pytest.fixture(scope="module")
+def exported(hf_checkpoints, tmp_path_factory):
+    _, path = hf_checkpoints["wide-gelu-inv_idx"]
+    model = TFGPT2LMHeadModel.from_pretrained(path)
+    root = tmp_path_factory.mktemp("sm")
+    saved_model.build(model, str(root / "saved_model" / "1"), max_new_tokens_cap=32)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, model.config.vocab_size, (3, 6)).astype("int32")
+    mask = np.ones_like(ids)
+    mask[1, :2] = 0  # left padding
+    np.savez(root / "in.npz", ids=ids, mask=mask)
+    (root / "child.py").write_text(CHILD)
+    run_python(None, f"import runpy, sys; sys.argv = ['child', {str(root / 'saved_model' / '1')!r}, "
+                     f"{str(root / 'in.npz')!r}, {str(root / 'out.npz')!r}]; runpy.run_path({str(root / 'child.py')!r})")
+    return model, ids, mask, dict(np.load(root / "out.npz"))
+
+
+def test_serving_default_logits_match_keras(exported):
+    model, ids, mask, out = exported
+    ref = model(ids, attention_mask=mask).logits.numpy()
+    real = mask.astype(bool)
+    assert np.abs(out["logits"][real] - ref[real]).max() <= 1e-4
+
+
+def test_generate_signature_greedy_and_sampled_tokens_identical(exported):
+    model, ids, mask, out = exported
+    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=12).numpy()[:, 6:]
+    sampled = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.8,
+                             top_k=5, top_p=0.9, seed=7).numpy()[:, 6:]
+    assert out["greedy"].tolist() == greedy.tolist()
+    assert out["sampled"].tolist() == sampled.tolist()
+
+
+def test_prefill_decode_signatures_match_keras(exported):
+    model, ids, mask, out = exported
+    full = model(ids, attention_mask=mask).logits.numpy()
+    assert np.abs(out["prefill_logits"] - full[:, -1]).max() <= 1e-4
+    nxt = np.argmax(out["prefill_logits"], -1)[:, None].astype("int32")
+    ref = model(np.concatenate([ids, nxt], 1), attention_mask=np.concatenate([mask, np.ones_like(nxt)], 1))
+    assert np.abs(out["decode_logits"] - ref.logits.numpy()[:, -1]).max() <= 1e-4
+
+
+def test_warmup_records_parse_and_run_and_bad_ids_fail(exported):
+    _, _, _, out = exported
+    assert int(out["warmup_records"]) == 4
+    assert "input_ids must be <" in str(out["bad_ids_error"])
