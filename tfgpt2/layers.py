@@ -63,7 +63,7 @@ class Attention(keras.layers.Layer):
         # Scores in float32: exact under mixed precision and with reorder_and_upcast_attn.
         q32 = tf.cast(q, tf.float32) * self.scale
         scores = tf.matmul(q32, tf.cast(k, tf.float32), transpose_b=True)  # (B, nh, T, S)
-        scores = tf.where(allowed, scores, tf.float32.min)  # (B, nh, T, S)
+        scores = tf.where(allowed, scores, -1e9)  # (B, nh, T, S); finite: LiteRT softmax NaNs on float32.min
         probs = tf.nn.softmax(scores, axis=-1)  # (B, nh, T, S)
         probs = self.attn_dropout(probs, training=training)
         y = tf.matmul(tf.cast(probs, v.dtype), v)  # (B, nh, T, hs)

@@ -1,0 +1,99 @@
+"""Convert to TFLite (LiteRT): `prefill` and `decode` signatures with the KV cache as tensors in/out.
+
+Design (also written to model.json): batch 1, TFLITE_BUILTINS only (no Flex, no custom ops).
+- `prefill(input_ids[1, P], attention_mask[1, P]) -> logits[1, V], key_values, cache_mask, cache_index`
+  starts an empty cache of `max_seq_len` slots and writes the (left-padded) prompt; P = prefill_len.
+- `decode(token_id[1], key_values, cache_mask, cache_index) -> logits[1, V], key_values, cache_mask,
+  cache_index` appends one token. `key_values` is `(n_layer, 2, 1, n_head, max_seq_len, head_dim)`.
+The caller owns the cache (reset = run prefill again). The resource-variable design (cache kept
+inside the model) is not used yet: with resource variables enabled the converter kept the Keras 3
+weights as variables too and LiteRT returned garbage logits (measured); here every weight is
+folded into a constant before conversion.
+Ids are clamped to [0, vocab) inside the graph (TFLite has no asserts); callers validate first.
+"""
+
+import tensorflow as tf
+
+from tfgpt2.cache import KVCache
+from tfgpt2.generation import Decoder
+
+
+class LiteGPT2(tf.Module):
+    """The module that gets converted; `max_seq_len` = cache slots (prompt + generated)."""
+
+    def __init__(self, model, max_seq_len, prefill_len):
+        super().__init__()
+        cfg = model.config
+        if not 0 < prefill_len < max_seq_len <= cfg.n_positions:
+            raise ValueError(f"need 0 < prefill_len ({prefill_len}) < max_seq_len ({max_seq_len}) <= "
+                             f"n_positions ({cfg.n_positions}); lower --max-seq-len or --prefill-len.")
+        self.model, self.cfg = model, cfg
+        self.decoder = Decoder(model)
+        self.max_seq_len, self.prefill_len = max_seq_len, prefill_len
+        kv = tf.TensorSpec([cfg.n_layer, 2, 1, cfg.n_head, max_seq_len, cfg.head_dim], tf.float32, "key_values")
+        # the bound methods' names become the TFLite signature keys
+        self.prefill = tf.function(self.prefill, input_signature=[
+            tf.TensorSpec([1, prefill_len], tf.int32, "input_ids"),
+            tf.TensorSpec([1, prefill_len], tf.int32, "attention_mask")])
+        self.decode = tf.function(self.decode, input_signature=[
+            tf.TensorSpec([1], tf.int32, "token_id"), kv,
+            tf.TensorSpec([1, max_seq_len], tf.int32, "cache_mask"), tf.TensorSpec([], tf.int32, "cache_index")])
+
+    def _clamp(self, ids):
+        return tf.clip_by_value(ids, 0, self.cfg.vocab_size - 1)
+
+    @staticmethod
+    def _out(logits, cache):
+        return {"logits": logits, "key_values": tf.stack(cache.layers), "cache_mask": cache.mask,
+                "cache_index": cache.index}
+
+    def prefill(self, input_ids, attention_mask):
+        cache = KVCache.empty(self.cfg, 1, self.max_seq_len)
+        logits, cache = self.decoder.prefill(self._clamp(input_ids), attention_mask, cache)
+        return self._out(logits, cache)
+
+    def decode(self, token_id, key_values, cache_mask, cache_index):
+        cache = KVCache(tuple(tf.unstack(key_values)), cache_mask, cache_index)
+        logits, cache = self.decoder.step(self._clamp(token_id), cache)
+        return self._out(logits, cache)
+
+
+def _frozen(fn):
+    """A tf.function of the same name and signature whose weights are constants.
+
+    Keras 3 names every weight "kernel"/"bias"; the TFLite converter does not freeze such
+    variables (they stay VAR_HANDLEs and LiteRT reads garbage, measured), so they are
+    folded into constants here first.
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = fn.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    names = sorted(concrete.structured_outputs)  # flat outputs come in sorted-key order
+    specs = concrete.structured_input_signature[0]
+
+    def call(*args):
+        return dict(zip(names, frozen(*args)))
+
+    call.__name__ = fn.__name__ if hasattr(fn, "__name__") else concrete.name
+    return tf.function(call, input_signature=list(specs))
+
+
+def convert(model, max_seq_len=256, prefill_len=64, optimizations=None, representative_dataset=None,
+            target_types=None):
+    """TFLite flatbuffer bytes for `model`, builtin ops only, through a temporary SavedModel."""
+    import tempfile
+
+    module = LiteGPT2(model, max_seq_len, prefill_len)
+    with tempfile.TemporaryDirectory() as tmp:
+        signatures = {"prefill": _frozen(module.prefill), "decode": _frozen(module.decode)}
+        tf.saved_model.save(tf.Module(), tmp, signatures=signatures)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=list(signatures))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if optimizations:
+            converter.optimizations = optimizations
+        if representative_dataset is not None:
+            converter.representative_dataset = representative_dataset
+        if target_types:
+            converter.target_spec.supported_types = target_types
+        return converter.convert()
