@@ -1,4 +1,4 @@
-"""`tfgpt2` command line: demo, generate, info. Errors print one line and exit with code 2."""
+"""`tfgpt2` command line: demo, generate, export, info. Errors print one line and exit with code 2."""
 
 import argparse
 import os
@@ -91,6 +91,13 @@ def _tokenizer_for(model_dir, cls):
     return cls()
 
 
+def cmd_export(args):
+    from tfgpt2.export import pipeline
+
+    pipeline.export(args.model, args.out, quantize=[q.strip() for q in args.quantize.split(",") if q.strip()],
+                    overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len)
+
+
 def cmd_info(args):
     from tfgpt2 import GPT2Config
     from tfgpt2.hub import WEIGHT_FILES
@@ -135,12 +142,19 @@ def build_parser():
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--no-eos", action="store_true", help="do not stop at <|endoftext|>")
+    exp = sub.add_parser("export", help="SavedModel (TF Serving) + TFLite per recipe + model.json + report")
+    exp.add_argument("--model", required=True, help="HF-format directory, hub id, or .keras file")
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--quantize", default="fp32,int8", help="comma list of fp32, fp16, int8")
+    exp.add_argument("--max-seq-len", type=int, default=256, help="KV cache slots in the .tflite")
+    exp.add_argument("--prefill-len", type=int, default=64, help="prompt length of the prefill signature")
+    exp.add_argument("--overwrite", action="store_true")
     info = sub.add_parser("info", help="config, parameter count and file sizes of a model")
     info.add_argument("model")
     return parser
 
 
-COMMANDS = {"demo": cmd_demo, "generate": cmd_generate, "info": cmd_info}
+COMMANDS = {"demo": cmd_demo, "generate": cmd_generate, "export": cmd_export, "info": cmd_info}
 
 
 def main(argv=None):
@@ -148,7 +162,7 @@ def main(argv=None):
     _quiet_tf()
     try:
         COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, OSError) as e:
+    except (ValueError, OSError) as e:  # FileNotFoundError, FileExistsError, PermissionError are OSErrors
         if args.debug:
             raise
         message = " ".join(str(e).split())  # one line

@@ -1,0 +1,139 @@
+"""`tfgpt2 export`: SavedModel + one .tflite per recipe + tokenizer + model.json + report, atomically.
+
+    DIR/saved_model/1/        TF Serving base path = DIR/saved_model
+    DIR/gpt2_<recipe>.tflite  prefill/decode signatures, builtin ops only
+    DIR/tokenizer/            vocab.json, merges.txt
+    DIR/model.json            the contract the Android app reads
+    DIR/report.md, report.json
+Everything is written into a temporary sibling directory and renamed to DIR at the end.
+"""
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+RECIPES = ("fp32", "fp16", "int8")
+FORMAT_VERSION = 1
+
+
+def recipe_kwargs(recipe):
+    import tensorflow as tf
+
+    if recipe == "fp32":
+        return {}
+    if recipe == "fp16":
+        return {"optimizations": [tf.lite.Optimize.DEFAULT], "target_types": [tf.float16]}
+    return {"optimizations": [tf.lite.Optimize.DEFAULT]}  # int8: dynamic-range weights
+
+
+def load_model(src):
+    from tfgpt2 import TFGPT2LMHeadModel
+
+    if src.endswith(".keras"):
+        import keras
+
+        if not os.path.exists(src):
+            raise FileNotFoundError(f"{src} does not exist; pass a .keras file saved with model.save().")
+        return keras.saving.load_model(src)
+    return TFGPT2LMHeadModel.from_pretrained(src)
+
+
+def check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len):
+    unknown = [q for q in quantize if q not in RECIPES]
+    if unknown or not quantize:
+        raise ValueError(f"unknown quantization recipe(s) {unknown or quantize}; choose from {', '.join(RECIPES)}.")
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write into {parent}; choose an --out in a writable directory.")
+    n = model.config.n_positions
+    if not 0 < prefill_len < max_seq_len <= n:
+        raise ValueError(f"need 0 < prefill_len ({prefill_len}) < max_seq_len ({max_seq_len}) <= the model's "
+                         f"n_positions ({n}); lower --max-seq-len or --prefill-len.")
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256, prefill_len=64,
+           held_out=None, log=print):
+    """Runs every stage; returns the report dict. `held_out`: (N, T) int ids for fidelity numbers."""
+    from tfgpt2 import GPT2Tokenizer
+    from tfgpt2.export import saved_model, tflite, verify
+
+    model = src if hasattr(src, "config") else load_model(src)
+    quantize = list(quantize)
+    check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len)
+    tmp = tempfile.mkdtemp(prefix=".tfgpt2-export-", dir=os.path.dirname(os.path.abspath(out)))
+    start = time.time()
+    try:
+        stages = 2 + len(quantize)
+        log(f"[1/{stages}] SavedModel for TF Serving")
+        saved_model.build(model, os.path.join(tmp, "saved_model", "1"))
+        files = {}
+        for i, recipe in enumerate(quantize, 2):
+            log(f"[{i}/{stages}] TFLite {recipe}")
+            flat = tflite.convert(model, max_seq_len, prefill_len, **recipe_kwargs(recipe))
+            name = f"gpt2_{recipe}.tflite"
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(flat)
+            files[name] = {"recipe": recipe, "bytes": len(flat)}
+        conversion_s, peak_gb = time.time() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        log(f"[{stages}/{stages}] tokenizer, model.json, verification")
+        GPT2Tokenizer().save_pretrained(os.path.join(tmp, "tokenizer"))
+        report = {"conversion_seconds": conversion_s, "peak_rss_gb": peak_gb, "files": files}
+        for name, entry in files.items():
+            path = os.path.join(tmp, name)
+            entry["signatures"] = verify.signature_contract(path)
+            entry["decode_tok_s"] = verify.decode_speed(path, prefill_len)
+            if held_out is not None:
+                entry["fidelity"] = verify.fidelity(model, path, np.asarray(held_out, np.int32), prefill_len)
+        write_contract(tmp, model.config, files, max_seq_len, prefill_len)
+        verify.write_report(tmp, report)
+        if os.path.exists(out):
+            old = out.rstrip("/") + ".old"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"wrote {out} in {time.time() - start:.0f} s")
+    return report
+
+
+def write_contract(directory, config, files, max_seq_len, prefill_len):
+    tokenizer_files = sorted(os.listdir(os.path.join(directory, "tokenizer")))
+    contract = {
+        "format_version": FORMAT_VERSION,
+        "config": {k: v for k, v in config.to_dict().items() if k != "extra"},
+        "max_seq_len": max_seq_len,
+        "prefill_len": prefill_len,
+        "cache": {"design": "tensors in/out", "layout": "key_values (n_layer, 2, 1, n_head, max_seq_len, head_dim)",
+                  "reset": "run prefill again", "padding": "left-pad the prompt to prefill_len, mask 0 on pads"},
+        "special_tokens": {"eos_token_id": config.eos_token_id, "bos_token_id": config.bos_token_id,
+                           "pad_token_id": config.eos_token_id},
+        "tokenizer": {"files": [f"tokenizer/{n}" for n in tokenizer_files], "type": "gpt2-byte-level-bpe"},
+        "models": {name: {"recipe": e["recipe"], "signatures": e["signatures"]} for name, e in files.items()},
+        "sha256": {},
+    }
+    for root, _, names in os.walk(directory):
+        for n in names:
+            path = os.path.join(root, n)
+            contract["sha256"][os.path.relpath(path, directory)] = sha256(path)
+    with open(os.path.join(directory, "model.json"), "w", encoding="utf-8") as f:
+        json.dump(contract, f, indent=2, sort_keys=True)

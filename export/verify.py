@@ -1,0 +1,92 @@
+"""Verify an export: each .tflite against Keras in the LiteRT interpreter; sizes; decode speed."""
+
+import json
+import os
+import time
+
+import numpy as np
+
+
+def lite_runners(path_or_bytes, threads=2):
+    from ai_edge_litert.interpreter import Interpreter
+
+    kw = {"model_path": path_or_bytes} if isinstance(path_or_bytes, str) else {"model_content": path_or_bytes}
+    it = Interpreter(num_threads=threads, **kw)
+    return it, it.get_signature_runner("prefill"), it.get_signature_runner("decode")
+
+
+def lite_logits(path, prompt, continuation, prefill_len):
+    """Logits (N, V) predicting each token of `continuation` after `prompt`, via prefill + decode."""
+    _, prefill, decode = lite_runners(path)
+    ids = np.zeros((1, prefill_len), np.int32)
+    mask = np.zeros((1, prefill_len), np.int32)
+    ids[0, prefill_len - len(prompt):], mask[0, prefill_len - len(prompt):] = prompt, 1
+    out = prefill(input_ids=ids, attention_mask=mask)
+    rows = [out["logits"][0]]
+    for token in continuation[:-1]:
+        out = decode(token_id=np.array([token], np.int32), key_values=out["key_values"],
+                     cache_mask=out["cache_mask"], cache_index=out["cache_index"])
+        rows.append(out["logits"][0])
+    return np.stack(rows)
+
+
+def signature_contract(path):
+    """Signature names, tensor names, dtypes and shapes as the app's runner sees them."""
+    it, _, _ = lite_runners(path)
+    contract = {}
+    for name in it.get_signature_list():
+        runner = it.get_signature_runner(name)
+        contract[name] = {
+            kind: {k: {"dtype": np.dtype(v["dtype"]).name, "shape": [int(d) for d in v["shape"]]}
+                   for k, v in details.items()}
+            for kind, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details()))}
+    return contract
+
+
+def decode_speed(path, prefill_len, steps=32, threads=2):
+    _, prefill, decode = lite_runners(path, threads)
+    ids = np.ones((1, prefill_len), np.int32)
+    out = prefill(input_ids=ids, attention_mask=ids)
+    start = time.perf_counter()
+    for _ in range(steps):
+        token = np.array([int(np.argmax(out["logits"]))], np.int32)
+        out = decode(token_id=token, key_values=out["key_values"], cache_mask=out["cache_mask"],
+                     cache_index=out["cache_index"])
+    return steps / (time.perf_counter() - start)
+
+
+def fidelity(model, path, blocks, prefill_len):
+    """max |logit diff| vs Keras, top-1 agreement and perplexity (nats -> exp) on held-out blocks."""
+    worst, agree, total, nll_lite, nll_keras = 0.0, 0, 0, 0.0, 0.0
+    for block in blocks:
+        prompt, rest = block[:prefill_len], block[prefill_len:]
+        lite = lite_logits(path, prompt, rest, prefill_len)
+        ref = model(block[None]).logits.numpy()[0, prefill_len - 1:-1]
+        worst = max(worst, float(np.abs(lite - ref).max()))
+        agree += int((lite.argmax(-1) == ref.argmax(-1)).sum())
+        total += len(rest)
+        for logits, acc in ((lite, "lite"), (ref, "keras")):
+            logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+                - logits.max(-1, keepdims=True)
+            nll = -float(logp[np.arange(len(rest)), rest].sum())
+            if acc == "lite":
+                nll_lite += nll
+            else:
+                nll_keras += nll
+    return {"max_abs_logit_diff": worst, "top1_agreement": agree / total,
+            "perplexity": float(np.exp(nll_lite / total)), "keras_perplexity": float(np.exp(nll_keras / total))}
+
+
+def write_report(out_dir, report):
+    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    lines = ["# tfgpt2 export report", "", "| file | MB | max abs logit diff | top-1 agreement | perplexity "
+             "(Keras) | decode tok/s (LiteRT, 2 threads) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, r in report["files"].items():
+        fid = r.get("fidelity", {})
+        lines.append(f"| {name} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', float('nan')):.2e} | "
+                     f"{100 * fid.get('top1_agreement', float('nan')):.2f} % | {fid.get('perplexity', float('nan')):.2f} "
+                     f"({fid.get('keras_perplexity', float('nan')):.2f}) | {r.get('decode_tok_s', float('nan')):.1f} |")
+    lines += ["", f"conversion: {report['conversion_seconds']:.1f} s, peak RSS {report['peak_rss_gb']:.2f} GB"]
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
