@@ -7,8 +7,7 @@ Design (also written to model.json): batch 1, TFLITE_BUILTINS only (no Flex, no 
   cache_index` appends one token. `key_values` is `(n_layer, 2, 1, n_head, max_seq_len, head_dim)`.
 The caller owns the cache (reset = run prefill again). The resource-variable design (cache kept
 inside the model) is not used yet: with resource variables enabled the converter kept the Keras 3
-weights as variables too and LiteRT returned garbage logits (measured); here every weight is
-folded into a constant before conversion.
+weights as variables too and LiteRT returned garbage logits (measured).
 Ids are clamped to [0, vocab) inside the graph (TFLite has no asserts); callers validate first.
 """
 
@@ -58,37 +57,27 @@ class LiteGPT2(tf.Module):
         return self._out(logits, cache)
 
 
-def _frozen(fn):
-    """A tf.function of the same name and signature whose weights are constants.
-
-    Keras 3 names every weight "kernel"/"bias"; the TFLite converter does not freeze such
-    variables (they stay VAR_HANDLEs and LiteRT reads garbage, measured), so they are
-    folded into constants here first.
-    """
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    concrete = fn.get_concrete_function()
-    frozen = convert_variables_to_constants_v2(concrete)
-    names = sorted(concrete.structured_outputs)  # flat outputs come in sorted-key order
-    specs = concrete.structured_input_signature[0]
-
-    def call(*args):
-        return dict(zip(names, frozen(*args)))
-
-    call.__name__ = fn.__name__ if hasattr(fn, "__name__") else concrete.name
-    return tf.function(call, input_signature=list(specs))
-
-
 def convert(model, max_seq_len=256, prefill_len=64, optimizations=None, representative_dataset=None,
             target_types=None):
-    """TFLite flatbuffer bytes for `model`, builtin ops only, through a temporary SavedModel."""
+    """TFLite flatbuffer bytes for `model`, builtin ops only.
+
+    Goes through a Keras `ExportArchive` SavedModel, which stores Keras 3 variables so the
+    converter freezes them from the checkpoint (a plain tf.Module SavedModel left them as
+    VAR_HANDLEs that LiteRT read as garbage, measured).
+    """
     import tempfile
+
+    import keras
 
     module = LiteGPT2(model, max_seq_len, prefill_len)
     with tempfile.TemporaryDirectory() as tmp:
-        signatures = {"prefill": _frozen(module.prefill), "decode": _frozen(module.decode)}
-        tf.saved_model.save(tf.Module(), tmp, signatures=signatures)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=list(signatures))
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for name in ("prefill", "decode"):
+            fn = getattr(module, name)
+            archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["prefill", "decode"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if optimizations:
             converter.optimizations = optimizations
