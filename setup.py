@@ -24,6 +24,7 @@ setup(
         "tiktoken>=0.9",
         "h5py>=3.10",
         "ai-edge-litert>=2.0",
+        "tensorflow-serving-api==2.21.*",
         "tqdm>=4.66",
     ],
     extras_require={
@@ -32,6 +33,13 @@ setup(
             "torch==2.13.0",
             "transformers>=5.0",
             "tokenizers>=0.21",
+        ],
+        "bench": [
+            "torch==2.13.0",
+            "transformers>=5.0",
+            "onnx>=1.18",
+            "onnxscript>=0.3",
+            "onnxruntime>=1.22",
         ],
     },
     entry_points={"console_scripts": ["tfgpt2=tfgpt2.cli:main"]},
