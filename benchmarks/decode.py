@@ -1,6 +1,6 @@
 """Greedy decode speed at GPT-2 124M shape (random weights), every peer in the same run.
 
-    python benchmarks/decode.py [--new 128] [--prompt 32] [--threads 2] [--only tfgpt2,hf_torch]
+    pip install ".[bench]" && python benchmarks/decode.py [--new 128] [--prompt 32] [--threads 2] [--only tfgpt2,hf_torch]
 
 Each system runs in its own subprocess with the same thread count: tfgpt2 (XLA loop),
 keras-hub GPT2CausalLM.generate (TF backend), transformers PyTorch generate, ONNX Runtime
