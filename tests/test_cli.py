@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -10,9 +11,10 @@ from conftest import CONFIGS
 
 
 def run_cli(*args, timeout=600):
+    """The installed CLI, run from a neutral directory (a source checkout must not shadow it)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", "tfgpt2.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=env, cwd=tempfile.gettempdir())
 
 
 def test_demo_trains_generates_and_saves(tmp_path):

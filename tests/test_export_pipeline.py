@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -92,9 +90,9 @@ def test_failure_mid_way_leaves_no_partial_dir(hf_checkpoints, tmp_path, monkeyp
 
 def test_cli_export(hf_checkpoints, tmp_path):
     _, path = hf_checkpoints["small-gelu_new"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "tfgpt2.cli", "export", *a], capture_output=True,  # noqa
-                                    text=True, env=env, timeout=600)
+    from test_cli import run_cli
+
+    run = lambda *a: run_cli("export", *a)  # noqa: E731
     ok = run("--model", path, "--out", str(tmp_path / "e"), "--quantize", "fp16", "--max-seq-len", "16",
              "--prefill-len", "4")
     assert ok.returncode == 0, ok.stderr[-2000:]
