@@ -76,14 +76,18 @@ def new_positions(past_mask, new_mask):
     return tf.maximum(positions, 0)
 
 
-def visible(key_mask, index, num_queries):
-    """Bool `(B, 1, T, S)`: True where query t may attend to slot s.
+MASKED = -1e9  # finite: LiteRT's softmax gives NaN on rows of float32.min
 
-    Query t sits in slot `index + t`; it sees slots s <= index + t whose key_mask is 1.
-    A bool (not an additive float bias) so mixed precision never casts it.
+
+def attention_bias(key_mask, index, num_queries):
+    """Additive float32 bias `(B, 1, T, S)`: 0 where query t may attend to slot s, else -1e9.
+
+    Query t sits in slot `index + t`; it sees slots s <= index + t whose key_mask is 1. Built
+    once per call, so each layer only adds it (no per-layer bool ops to split LiteRT's
+    XNNPACK partitions); -1e9 survives a bfloat16 autocast.
     """
     num_slots = tf.shape(key_mask)[1]
     query_slot = index + tf.range(num_queries)[:, None]  # (T, 1)
     causal = tf.range(num_slots)[None, :] <= query_slot  # (T, S)
     allowed = tf.logical_and(causal[None], tf.cast(key_mask, tf.bool)[:, None, :])  # (B, T, S)
-    return allowed[:, None]  # (B, 1, T, S)
+    return tf.where(allowed, 0.0, MASKED)[:, None]  # (B, 1, T, S)

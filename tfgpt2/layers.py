@@ -52,8 +52,8 @@ class Attention(keras.layers.Layer):
         x = tf.reshape(x, (batch, length, cfg.n_head, cfg.head_dim))  # (B, T, nh, hs)
         return tf.transpose(x, (0, 2, 1, 3))  # (B, nh, T, hs)
 
-    def call(self, x, allowed, layer_cache=None, index=None, training=False):
-        """x (B, T, C); allowed (B, 1, T, S) bool; layer_cache (2, B, nh, S, hs) or None (S = T)."""
+    def call(self, x, bias, layer_cache=None, index=None, training=False):
+        """x (B, T, C); bias (B, 1, T, S) additive; layer_cache (2, B, nh, S, hs) or None (S = T)."""
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)  # 3 x (B, T, C)
         q, k, v = (self._heads(t, batch, length) for t in (q, k, v))  # (B, nh, T, hs)
@@ -63,7 +63,7 @@ class Attention(keras.layers.Layer):
         # Scores in float32: exact under mixed precision and with reorder_and_upcast_attn.
         q32 = tf.cast(q, tf.float32) * self.scale
         scores = tf.matmul(q32, tf.cast(k, tf.float32), transpose_b=True)  # (B, nh, T, S)
-        scores = tf.where(allowed, scores, -1e9)  # (B, nh, T, S); finite: LiteRT softmax NaNs on float32.min
+        scores = scores + tf.cast(bias, tf.float32)  # (B, nh, T, S)
         probs = tf.nn.softmax(scores, axis=-1)  # (B, nh, T, S)
         probs = self.attn_dropout(probs, training=training)
         y = tf.matmul(tf.cast(probs, v.dtype), v)  # (B, nh, T, hs)
@@ -107,9 +107,9 @@ class Block(keras.layers.Layer):
             layer.build(input_shape)
         self.built = True
 
-    def call(self, x, allowed, layer_cache=None, index=None, training=False):
+    def call(self, x, bias, layer_cache=None, index=None, training=False):
         a, layer_cache, probs = self.attn(
-            self.ln_1(x), allowed, layer_cache=layer_cache, index=index, training=training)
+            self.ln_1(x), bias, layer_cache=layer_cache, index=index, training=training)
         x = x + a  # (B, T, C)
         x = x + self.mlp(self.ln_2(x), training=training)  # (B, T, C)
         return x, layer_cache, probs

@@ -64,7 +64,7 @@ class TFGPT2MainLayer(keras.layers.Layer):
             default_positions = kv_cache.new_positions(past.mask, new_mask)  # (B, T)
         if position_ids is None:
             position_ids = default_positions
-        allowed = kv_cache.visible(key_mask, index, length)  # (B, 1, T, S)
+        bias = kv_cache.attention_bias(key_mask, index, length)  # (B, 1, T, S)
 
         x = self.drop(self.embed(input_ids, position_ids, token_type_ids), training=training)
         hidden_states, attentions, new_layers = [], [], []
@@ -72,7 +72,7 @@ class TFGPT2MainLayer(keras.layers.Layer):
             if output_hidden_states:
                 hidden_states.append(x)
             layer_cache = None if past is None else past.layers[i]
-            x, layer_cache, probs = block(x, allowed, layer_cache=layer_cache, index=index, training=training)
+            x, layer_cache, probs = block(x, bias, layer_cache=layer_cache, index=index, training=training)
             new_layers.append(layer_cache)
             if output_attentions:
                 attentions.append(probs)
