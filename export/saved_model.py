@@ -75,7 +75,7 @@ class GPT2Serving(tf.Module):
                      ("use_top_k", True), ("use_top_p", True))
             key = (flags, self.cap, 1, 1.0, False)
             pad = tf.maximum(eos_token_id, 0)
-            tokens, lengths, _ = self.decoder._run(key, input_ids, attention_mask, max_new_tokens, 0,
+            tokens, lengths, _ = self.decoder.run_loop(key, input_ids, attention_mask, max_new_tokens, 0,
                                                    tf.reshape(eos_token_id, [1]), pad, params)
         return {"sequences": tokens[:, :max_new_tokens], "num_generated": lengths}
 

@@ -171,6 +171,7 @@ def test_no_retrace_within_a_bucket(pair):
     (dict(num_beams=0), "num_beams"),
     (dict(top_k=-1), "top_k"),
     (dict(min_new_tokens=30, max_new_tokens=5), "min_new_tokens"),
+    (dict(num_beams=2, streamer=print), "streamer"),
 ])
 def test_bad_generate_arguments(pair, kwargs, match):
     cfg, _, model = pair

@@ -58,10 +58,11 @@ class Decoder:
     def loop(self, key, jit_compile):
         if (key, jit_compile) not in self._loops:
             self._loops[key, jit_compile] = tf.function(
-                lambda *args: self._run(key, *args), jit_compile=jit_compile, reduce_retracing=False)
+                lambda *args: self.run_loop(key, *args), jit_compile=jit_compile, reduce_retracing=False)
         return self._loops[key, jit_compile]
 
-    def _run(self, key, ids, mask, max_new, min_new, eos, pad, params):
+    def run_loop(self, key, ids, mask, max_new, min_new, eos, pad, params):
+        """Prefill + decode loop as one graph; `key` holds the static choices (flags, steps, beams)."""
         self.traces += 1
         flags, num_steps, num_beams, length_penalty, early_stopping = key
         flags = dict(flags)
@@ -130,7 +131,7 @@ def _decoder(model):
 
 
 def _validate(cfg, ids, max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p,
-              repetition_penalty, num_beams, length_penalty):
+              repetition_penalty, num_beams, streamer):
     def bad(msg):
         raise GPT2InputError(msg)
 
@@ -154,6 +155,8 @@ def _validate(cfg, ids, max_new_tokens, min_new_tokens, do_sample, temperature, 
         bad(f"num_beams must be an int >= 1, got {num_beams!r}.")
     if num_beams > 1 and do_sample:
         bad("beam sampling is not supported: use num_beams > 1 with do_sample=False, or num_beams=1.")
+    if num_beams > 1 and streamer is not None:
+        bad("a streamer sees one token per step, which beam search does not have; use num_beams=1.")
 
 
 def generate(model, input_ids, attention_mask=None, max_new_tokens=20, min_new_tokens=0, do_sample=False,
@@ -174,7 +177,7 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=20, min_new_t
         raise GPT2InputError("attention_mask has padding on the right; generation needs left padding "
                              "(tokenizer(..., padding=True, padding_side='left')).")
     _validate(cfg, ids, max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p,
-              repetition_penalty, num_beams, length_penalty)
+              repetition_penalty, num_beams, streamer)
     eos = [] if eos_token_id is None else list(np.atleast_1d(eos_token_id).astype(int))
     pad = int(pad_token_id if pad_token_id is not None else (eos[0] if eos else 0))
     prompt = min(_round_up(ids.shape[1], PROMPT_BUCKET), cfg.n_positions)
@@ -192,7 +195,7 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=20, min_new_t
     if num_beams > 1:
         padded, padded_mask = np.repeat(padded, num_beams, 0), np.repeat(padded_mask, num_beams, 0)
     decoder = _decoder(model)
-    if streamer is None and num_beams == 1 or num_beams > 1:
+    if streamer is None:
         key = (tuple(sorted(flags.items())), steps, int(num_beams), float(length_penalty), early_stopping)
         tokens, lengths, scores = decoder.loop(key, jit_compile)(
             tf.constant(padded), tf.constant(padded_mask), tf.constant(max_new_tokens),
