@@ -90,3 +90,44 @@ def write_report(out_dir, report):
     lines += ["", f"conversion: {report['conversion_seconds']:.1f} s, peak RSS {report['peak_rss_gb']:.2f} GB"]
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def verify_dir(directory, log=print):
+    """Re-checks an export: file hashes, each .tflite's signatures against model.json and a
+    prefill + decode run, and the SavedModel's serving_default. Raises ValueError on a mismatch."""
+    import hashlib
+
+    path = os.path.join(directory, "model.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{directory} has no model.json; pass a directory written by `tfgpt2 export`.")
+    with open(path, encoding="utf-8") as f:
+        contract = json.load(f)
+    problems = []
+    for rel, digest in contract["sha256"].items():
+        file = os.path.join(directory, rel)
+        if not os.path.exists(file):
+            problems.append(f"{rel} is missing")
+            continue
+        with open(file, "rb") as fh:
+            if hashlib.sha256(fh.read()).hexdigest() != digest:
+                problems.append(f"{rel} changed since export (sha256 differs)")
+    for name, entry in contract["models"].items():
+        file = os.path.join(directory, name)
+        if any(p.startswith(name + " ") for p in problems):
+            continue  # missing or altered: not worth loading
+        if signature_contract(file) != entry["signatures"]:
+            problems.append(f"{name}: signatures differ from model.json")
+        else:
+            rate = decode_speed(file, contract["prefill_len"], steps=4)
+            log(f"{name}: signatures match model.json, prefill + 4 decode steps ran ({rate:.1f} tok/s)")
+    saved = os.path.join(directory, "saved_model", "1")
+    if os.path.isdir(saved):
+        import tensorflow as tf
+
+        fn = tf.saved_model.load(saved).signatures["serving_default"]
+        ids = tf.constant([[contract["special_tokens"]["eos_token_id"]] * 2], tf.int32)
+        logits = fn(input_ids=ids, attention_mask=tf.ones_like(ids))["logits"]
+        log(f"saved_model/1: serving_default ran, logits {tuple(logits.shape)}")
+    if problems:
+        raise ValueError(f"{directory} failed verification: " + "; ".join(problems))
+    log(f"{directory}: ok ({len(contract['sha256'])} files hashed)")

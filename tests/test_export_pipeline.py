@@ -99,3 +99,21 @@ def test_cli_export(hf_checkpoints, tmp_path):
     assert "[1/3] SavedModel" in ok.stdout and os.path.exists(tmp_path / "e" / "gpt2_fp16.tflite")
     bad = run("--model", path, "--out", str(tmp_path / "e"))
     assert bad.returncode == 2 and "--overwrite" in bad.stderr
+
+
+def test_cli_verify_passes_then_catches_tampering(exported, tmp_path):
+    import shutil
+
+    from test_cli import run_cli
+
+    _, out, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    ok = run_cli("verify", str(copy))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "signatures match model.json" in ok.stdout and "ok (" in ok.stdout
+    with open(copy / "gpt2_int8.tflite", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    bad = run_cli("verify", str(copy))
+    assert bad.returncode == 2 and "gpt2_int8.tflite changed since export" in bad.stderr

@@ -1,4 +1,4 @@
-"""`tfgpt2` command line: demo, generate, export, info. Errors print one line and exit with code 2."""
+"""`tfgpt2` command line: demo, generate, export, verify, info. Errors print one line and exit with code 2."""
 
 import argparse
 import os
@@ -98,6 +98,12 @@ def cmd_export(args):
                     overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len)
 
 
+def cmd_verify(args):
+    from tfgpt2.export import verify
+
+    verify.verify_dir(args.directory)
+
+
 def cmd_info(args):
     from tfgpt2 import GPT2Config
     from tfgpt2.hub import WEIGHT_FILES
@@ -149,12 +155,15 @@ def build_parser():
     exp.add_argument("--max-seq-len", type=int, default=256, help="KV cache slots in the .tflite")
     exp.add_argument("--prefill-len", type=int, default=64, help="prompt length of the prefill signature")
     exp.add_argument("--overwrite", action="store_true")
+    ver = sub.add_parser("verify", help="re-check an export directory (hashes, signatures, runs)")
+    ver.add_argument("directory")
     info = sub.add_parser("info", help="config, parameter count and file sizes of a model")
     info.add_argument("model")
     return parser
 
 
-COMMANDS = {"demo": cmd_demo, "generate": cmd_generate, "export": cmd_export, "info": cmd_info}
+COMMANDS = {"demo": cmd_demo, "generate": cmd_generate, "export": cmd_export, "verify": cmd_verify,
+            "info": cmd_info}
 
 
 def main(argv=None):
