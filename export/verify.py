@@ -55,6 +55,13 @@ def decode_speed(path, prefill_len, steps=32, threads=2):
     return steps / (time.perf_counter() - start)
 
 
+def _nll(logits, targets):
+    """Summed negative log-likelihood of `targets` (N,) under `logits` (N, V)."""
+    shifted = logits - logits.max(-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return -float(logp[np.arange(len(targets)), targets].sum())
+
+
 def fidelity(model, path, blocks, prefill_len):
     """max |logit diff| vs Keras, top-1 agreement and perplexity (nats -> exp) on held-out blocks."""
     worst, agree, total, nll_lite, nll_keras = 0.0, 0, 0, 0.0, 0.0
@@ -65,14 +72,8 @@ def fidelity(model, path, blocks, prefill_len):
         worst = max(worst, float(np.abs(lite - ref).max()))
         agree += int((lite.argmax(-1) == ref.argmax(-1)).sum())
         total += len(rest)
-        for logits, acc in ((lite, "lite"), (ref, "keras")):
-            logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
-                - logits.max(-1, keepdims=True)
-            nll = -float(logp[np.arange(len(rest)), rest].sum())
-            if acc == "lite":
-                nll_lite += nll
-            else:
-                nll_keras += nll
+        nll_lite += _nll(lite, rest)
+        nll_keras += _nll(ref, rest)
     return {"max_abs_logit_diff": worst, "top1_agreement": agree / total,
             "perplexity": float(np.exp(nll_lite / total)), "keras_perplexity": float(np.exp(nll_keras / total))}
 

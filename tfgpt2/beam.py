@@ -6,6 +6,7 @@ stop continue; stopped ones among the top K enter the finished set with score
 """
 
 import tensorflow as tf
+from keras import ops
 
 from tfgpt2 import sampling
 
@@ -41,9 +42,7 @@ def beam_search(decoder, logits, cache, seen, eos, max_new, min_new, penalty, nu
         topk_lp, topk_idx = tf.math.top_k(tf.reshape(acc, [b, k * vocab]), k=k2)  # (B, K2)
         src, tok = topk_idx // vocab, topk_idx % vocab  # (B, K2)
         topk_seq = _gather(s["running"], src)  # (B, K2, N)
-        topk_seq = tf.tensor_scatter_nd_update(
-            tf.transpose(topk_seq, [2, 0, 1]), [[i]], tok[None])  # write column i
-        topk_seq = tf.transpose(topk_seq, [1, 2, 0])
+        topk_seq = ops.slice_update(topk_seq, (0, 0, i), tok[:, :, None])  # write column i
         hits = tf.logical_or(tf.reduce_any(tf.equal(tok[:, :, None], eos), -1), i + 1 >= max_new)  # (B, K2)
         # running beams for the next step
         run_lp = topk_lp + tf.cast(hits, tf.float32) * NEG

@@ -8,6 +8,7 @@ reads only as much cache as the request can use.
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from tfgpt2 import beam, sampling
 from tfgpt2.cache import KVCache
@@ -82,11 +83,9 @@ class Decoder:
         def body(i, logits, cache, seen, tokens, done, scores):
             nxt, processed = choose(logits, seen, i, min_new, eos, params, flags)
             nxt = tf.where(done, pad, nxt)  # (B,)
-            tokens = tf.tensor_scatter_nd_update(tf.transpose(tokens), [[i]], nxt[None])
-            tokens = tf.transpose(tokens)  # (B, N)
+            tokens = ops.slice_update(tokens, (0, i), nxt[:, None])  # (B, N): column i
             if flags["scores"]:
-                scores = tf.tensor_scatter_nd_update(tf.transpose(scores, [1, 0, 2]), [[i]], processed[None])
-                scores = tf.transpose(scores, [1, 0, 2])
+                scores = ops.slice_update(scores, (0, i, 0), processed[:, None])  # (B, N, V)
             done = tf.logical_or(done, is_stop(nxt, eos))
             if flags["use_penalty"]:
                 seen = sampling.mark_seen(seen, nxt, self.cfg.vocab_size)
