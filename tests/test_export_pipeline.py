@@ -117,3 +117,52 @@ def test_cli_verify_passes_then_catches_tampering(exported, tmp_path):
         f.write(b"\x00\x01\x02")
     bad = run_cli("verify", str(copy))
     assert bad.returncode == 2 and "gpt2_int8.tflite changed since export" in bad.stderr
+
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+
+
+def test_write_liteRT_replay_for_kotlin(tmp_path):
+    """tests/golden/replay_<recipe>.json: LiteRT greedy tokens and every logits row they came from.
+
+    The Kotlin Generator replays these logits through a CausalLm fake and must pick the same tokens
+    and stop when the cache is full, at the same step; model.json is copied for the contract test.
+    Large random weights (initializer_range 0.5) so greedy text doesn't collapse into one repeated id.
+    """
+    import shutil
+
+    from conftest import CONFIGS, build_hf
+
+    hf = build_hf("GPT2LMHeadModel", CONFIGS["small-gelu_new"], seed=3, initializer_range=0.5)
+    hf.save_pretrained(tmp_path / "hf")
+    out = tmp_path / "export"
+    model = TFGPT2LMHeadModel.from_pretrained(str(tmp_path / "hf"))
+    pipeline.export(model, str(out), quantize=["fp32", "int8"], max_seq_len=24, prefill_len=8, log=lambda *_: None)
+    contract = json.loads((out / "model.json").read_text())
+    prompt = [5, 17, 42, 8, 63]
+    P, S = contract["prefill_len"], contract["max_seq_len"]
+    for name, entry in contract["models"].items():
+        _, prefill, decode = verify.lite_runners(str(out / name))
+        ids = np.zeros((1, P), np.int32)
+        mask = np.zeros((1, P), np.int32)
+        ids[0, P - len(prompt):], mask[0, P - len(prompt):] = prompt, 1
+        state = prefill(input_ids=ids, attention_mask=mask)
+        rows, tokens = [state["logits"][0]], []
+        while True:
+            tokens.append(int(np.argmax(rows[-1])))
+            if int(state["cache_index"]) >= S:  # every slot written: the app must stop here
+                break
+            state = decode(token_id=np.array([tokens[-1]], np.int32), key_values=state["key_values"],
+                           cache_mask=state["cache_mask"], cache_index=state["cache_index"])
+            rows.append(state["logits"][0])
+        assert len(tokens) == S - P + 1 and len(set(tokens)) >= 4, tokens
+        if entry["recipe"] == "fp32":  # the recording itself is checked against Keras
+            keras_tokens = model.generate(np.array([prompt], np.int32), max_new_tokens=len(tokens),
+                                          eos_token_id=None).numpy()[0, len(prompt):]
+            assert keras_tokens.tolist() == tokens
+        record = {"model": name, "recipe": entry["recipe"], "prompt": prompt, "tokens": tokens,
+                  "capacity_after_prefill": S - P,
+                  "logits": [[float(x) for x in row] for row in np.asarray(rows, np.float32)]}
+        with open(os.path.join(GOLDEN, f"replay_{entry['recipe']}.json"), "w", encoding="ascii") as f:
+            json.dump(record, f)
+    shutil.copy(out / "model.json", os.path.join(GOLDEN, "model.json"))
