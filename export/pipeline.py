@@ -116,6 +116,30 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
     return report
 
 
+def check_android_target(assets):
+    parent = os.path.dirname(os.path.abspath(assets))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{parent} does not exist; pass the app's assets folder, "
+                                "e.g. --android android_demo/app/src/main/assets")
+
+
+def copy_for_android(directory, assets):
+    """Copies what the Android app reads (model.json, tokenizer/, every .tflite) into `assets`.
+
+    Each file is written under a temporary name and renamed, so the app never sees half a model.
+    """
+    check_android_target(assets)
+    with open(os.path.join(directory, "model.json"), encoding="utf-8") as f:
+        contract = json.load(f)
+    names = ["model.json", *contract["tokenizer"]["files"], *contract["models"]]
+    for rel in names:
+        target = os.path.join(assets, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(os.path.join(directory, rel), target + ".partial")
+        os.replace(target + ".partial", target)
+    return names
+
+
 def write_contract(directory, config, files, max_seq_len, prefill_len):
     tokenizer_files = sorted(os.listdir(os.path.join(directory, "tokenizer")))
     contract = {

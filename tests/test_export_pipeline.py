@@ -101,6 +101,28 @@ def test_cli_export(hf_checkpoints, tmp_path):
     assert bad.returncode == 2 and "--overwrite" in bad.stderr
 
 
+def test_cli_export_android_fills_the_app_assets(hf_checkpoints, tmp_path):
+    """`--android ASSETS`: int8 by default; the app reads only model.json and the files it names."""
+    _, path = hf_checkpoints["small-gelu_new"]
+    from test_cli import run_cli
+
+    assets = tmp_path / "app" / "src" / "main" / "assets"
+    os.makedirs(assets)
+    ok = run_cli("export", "--model", path, "--android", str(assets), "--max-seq-len", "16", "--prefill-len", "4")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    contract = json.loads((assets / "model.json").read_text())
+    assert list(contract["models"]) == ["gpt2_int8.tflite"]
+    assert sorted(os.listdir(assets)) == ["gpt2_int8.tflite", "model.json", "tokenizer"]
+    for rel in [*contract["tokenizer"]["files"], *contract["models"]]:
+        assert pipeline.sha256(str(assets / rel)) == contract["sha256"][rel]
+    for name, entry in contract["models"].items():  # the runner's view of the copied file == model.json
+        assert verify.signature_contract(str(assets / name)) == entry["signatures"]
+    bad = run_cli("export", "--model", path, "--android", str(tmp_path / "missing" / "assets"))
+    assert bad.returncode == 2 and "android_demo/app/src/main/assets" in bad.stderr
+    neither = run_cli("export", "--model", path)
+    assert neither.returncode == 2 and "--android" in neither.stderr
+
+
 def test_cli_verify_passes_then_catches_tampering(exported, tmp_path):
     import shutil
 

@@ -92,10 +92,27 @@ def _tokenizer_for(model_dir, cls):
 
 
 def cmd_export(args):
+    import shutil
+    import tempfile
+
     from tfgpt2.export import pipeline
 
-    pipeline.export(args.model, args.out, quantize=[q.strip() for q in args.quantize.split(",") if q.strip()],
-                    overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len)
+    if not args.out and not args.android:
+        raise ValueError("pass --out DIR (export directory) and/or --android ASSETS_DIR (the app's assets)")
+    if args.android:
+        pipeline.check_android_target(args.android)
+    quantize = args.quantize or ("int8" if args.android else "fp32,int8")
+    scratch = None if args.out else tempfile.mkdtemp(prefix="tfgpt2-android-")
+    out = args.out or os.path.join(scratch, "export")
+    try:
+        pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
+                        overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len)
+        if args.android:
+            names = pipeline.copy_for_android(out, args.android)
+            print(f"copied {len(names)} files for the app into {args.android}: {', '.join(names)}")
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def cmd_verify(args):
@@ -150,8 +167,11 @@ def build_parser():
     gen.add_argument("--no-eos", action="store_true", help="do not stop at <|endoftext|>")
     exp = sub.add_parser("export", help="SavedModel (TF Serving) + TFLite per recipe + model.json + report")
     exp.add_argument("--model", required=True, help="HF-format directory, hub id, or .keras file")
-    exp.add_argument("--out", required=True)
-    exp.add_argument("--quantize", default="fp32,int8", help="comma list of fp32, fp16, int8")
+    exp.add_argument("--out", help="export directory (SavedModel, .tflite files, model.json, report)")
+    exp.add_argument("--android", metavar="ASSETS_DIR",
+                     help="also copy model.json, tokenizer/ and the .tflite files into the Android app's assets, "
+                          "e.g. android_demo/app/src/main/assets (default --quantize int8)")
+    exp.add_argument("--quantize", default=None, help="comma list of fp32, fp16, int8 (default fp32,int8)")
     exp.add_argument("--max-seq-len", type=int, default=256, help="KV cache slots in the .tflite")
     exp.add_argument("--prefill-len", type=int, default=64, help="prompt length of the prefill signature")
     exp.add_argument("--overwrite", action="store_true")
