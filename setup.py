@@ -24,6 +24,7 @@ setup(
         "tiktoken>=0.9",
         "h5py>=3.10",
         "ai-edge-litert>=2.0",
+        "ai-edge-quantizer>=0.10",
         "tensorflow-serving-api==2.21.*",
         "tqdm>=4.66",
     ],

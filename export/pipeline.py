@@ -18,18 +18,23 @@ import time
 
 import numpy as np
 
-RECIPES = ("fp32", "fp16", "int8")
+RECIPES = ("fp32", "fp16", "int8", "int8-full", "int4")
 FORMAT_VERSION = 1
 
 
-def recipe_kwargs(recipe):
+def recipe_kwargs(recipe, model=None, calibration=None, max_seq_len=None, prefill_len=None):
     import tensorflow as tf
+
+    from tfgpt2.export import tflite
 
     if recipe == "fp32":
         return {}
     if recipe == "fp16":
         return {"optimizations": [tf.lite.Optimize.DEFAULT], "target_types": [tf.float16]}
-    return {"optimizations": [tf.lite.Optimize.DEFAULT]}  # int8: dynamic-range weights
+    kwargs = {"optimizations": [tf.lite.Optimize.DEFAULT]}  # int8: dynamic-range weights
+    if recipe == "int8-full":  # int8 weights and activations where kernels allow, calibrated on text
+        kwargs["representative_dataset"] = tflite.representative_dataset(model, calibration, max_seq_len, prefill_len)
+    return kwargs
 
 
 def load_model(src):
@@ -44,10 +49,16 @@ def load_model(src):
     return TFGPT2LMHeadModel.from_pretrained(src)
 
 
-def check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len):
+def check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
     unknown = [q for q in quantize if q not in RECIPES]
     if unknown or not quantize:
         raise ValueError(f"unknown quantization recipe(s) {unknown or quantize}; choose from {', '.join(RECIPES)}.")
+    if "int8-full" in quantize:
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8-full needs representative data: pass --calibration-text FILE_OR_DIR "
+                             "(calibration=(N, T) token ids in Python)")
+        if np.asarray(calibration).shape[-1] < prefill_len + 1:
+            raise ValueError(f"calibration blocks must hold at least prefill_len + 1 = {prefill_len + 1} tokens")
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
     parent = os.path.dirname(os.path.abspath(out))
@@ -68,14 +79,17 @@ def sha256(path):
 
 
 def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256, prefill_len=64,
-           held_out=None, log=print):
-    """Runs every stage; returns the report dict. `held_out`: (N, T) int ids for fidelity numbers."""
+           held_out=None, calibration=None, log=print):
+    """Runs every stage; returns the report dict.
+
+    `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for int8-full.
+    """
     from tfgpt2 import GPT2Tokenizer
-    from tfgpt2.export import saved_model, tflite, verify
+    from tfgpt2.export import int4, saved_model, tflite, tied, verify
 
     model = src if hasattr(src, "config") else load_model(src)
     quantize = list(quantize)
-    check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len)
+    check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len, calibration)
     tmp = tempfile.mkdtemp(prefix=".tfgpt2-export-", dir=os.path.dirname(os.path.abspath(out)))
     start = time.time()
     try:
@@ -85,11 +99,16 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
         files = {}
         for i, recipe in enumerate(quantize, 2):
             log(f"[{i}/{stages}] TFLite {recipe}")
-            flat = tflite.convert(model, max_seq_len, prefill_len, **recipe_kwargs(recipe))
+            if recipe == "int4":
+                flat, shared = int4.convert(model, max_seq_len, prefill_len)
+            else:
+                flat = tflite.convert(model, max_seq_len, prefill_len,
+                                      **recipe_kwargs(recipe, model, calibration, max_seq_len, prefill_len))
+                flat, shared = tied.share_tied_embedding(flat) if recipe.startswith("int8") else (flat, 0)
             name = f"gpt2_{recipe}.tflite"
             with open(os.path.join(tmp, name), "wb") as f:
                 f.write(flat)
-            files[name] = {"recipe": recipe, "bytes": len(flat)}
+            files[name] = {"recipe": recipe, "bytes": len(flat), "tied_embedding_bytes_saved": shared}
         conversion_s, peak_gb = time.time() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         log(f"[{stages}/{stages}] tokenizer, model.json, verification")
         GPT2Tokenizer().save_pretrained(os.path.join(tmp, "tokenizer"))

@@ -57,6 +57,31 @@ class LiteGPT2(tf.Module):
         return self._out(logits, cache)
 
 
+def representative_dataset(model, blocks, max_seq_len, prefill_len, decode_steps=4):
+    """Calibration samples for full-integer int8: (signature, inputs) for `prefill` and `decode`.
+
+    `blocks`: (N, T) int ids of real text, T >= prefill_len + decode_steps; decode inputs come from
+    running the float model, so the cache ranges are the ones it will see.
+    """
+    import numpy as np
+
+    module = LiteGPT2(model, max_seq_len, prefill_len)
+
+    def samples():
+        for block in np.asarray(blocks, np.int32):
+            ids = block[None, :prefill_len]
+            mask = np.ones_like(ids)
+            yield "prefill", {"input_ids": ids, "attention_mask": mask}
+            state = {k: v.numpy() for k, v in module.prefill(ids, mask).items()}
+            for token in block[prefill_len:prefill_len + decode_steps]:
+                inputs = {"token_id": np.array([token], np.int32), "key_values": state["key_values"],
+                          "cache_mask": state["cache_mask"], "cache_index": state["cache_index"]}
+                yield "decode", inputs
+                state = {k: v.numpy() for k, v in module.decode(**inputs).items()}
+
+    return samples
+
+
 def convert(model, max_seq_len=256, prefill_len=64, optimizations=None, representative_dataset=None,
             target_types=None):
     """TFLite flatbuffer bytes for `model`, builtin ops only.

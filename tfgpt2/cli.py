@@ -105,8 +105,15 @@ def cmd_export(args):
     scratch = None if args.out else tempfile.mkdtemp(prefix="tfgpt2-android-")
     out = args.out or os.path.join(scratch, "export")
     try:
+        calibration = None
+        if args.calibration_text:
+            from tfgpt2 import GPT2Tokenizer, training
+
+            calibration = training.pack_ids(training.read_texts(args.calibration_text), GPT2Tokenizer(),
+                                            seq_len=args.prefill_len + 4)[:32]
         pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
-                        overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len)
+                        overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
+                        calibration=calibration)
         if args.android:
             names = pipeline.copy_for_android(out, args.android)
             print(f"copied {len(names)} files for the app into {args.android}: {', '.join(names)}")
@@ -171,7 +178,8 @@ def build_parser():
     exp.add_argument("--android", metavar="ASSETS_DIR",
                      help="also copy model.json, tokenizer/ and the .tflite files into the Android app's assets, "
                           "e.g. android_demo/app/src/main/assets (default --quantize int8)")
-    exp.add_argument("--quantize", default=None, help="comma list of fp32, fp16, int8 (default fp32,int8)")
+    exp.add_argument("--quantize", default=None, help="comma list of fp32, fp16, int8, int8-full, int4 (default fp32,int8)")
+    exp.add_argument("--calibration-text", metavar="PATH", help="text file(s)/dir for int8-full calibration")
     exp.add_argument("--max-seq-len", type=int, default=256, help="KV cache slots in the .tflite")
     exp.add_argument("--prefill-len", type=int, default=64, help="prompt length of the prefill signature")
     exp.add_argument("--overwrite", action="store_true")
