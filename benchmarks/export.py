@@ -1,0 +1,187 @@
+"""TFLite export at GPT-2 124M shape (random weights): size, conversion cost, LiteRT decode speed.
+
+    pip install ".[bench]" && python benchmarks/export.py [--recipes fp32,fp16,int8,int4] [--threads 2]
+
+Each row runs in its own subprocess (so peak RSS is that conversion's own): tfgpt2's
+`tfgpt2 export` recipes with a 256-slot cache, greedy decode of 128 tokens after a 32-token
+prompt in the LiteRT interpreter; in the same run ONNX Runtime GPT-2 with past (fp32, and dynamic
+int8 after quant_pre_process) and a "full window, no cache" int8 TFLite (the 2019 HF Android design:
+the whole window is recomputed every token).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+COMMON = """
+import json, os, resource, sys, tempfile, time
+import numpy as np
+NEW, PROMPT, THREADS, SLOTS = {new}, {prompt}, {threads}, 256
+ids = np.random.default_rng(0).integers(0, 50257, (1, PROMPT)).astype("int64")
+def report(**kw):
+    kw["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print("RESULT " + json.dumps(kw))
+def lite_greedy(path):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=path, num_threads=THREADS)
+    prefill, decode = it.get_signature_runner("prefill"), it.get_signature_runner("decode")
+    def run():
+        out = prefill(input_ids=ids.astype(np.int32), attention_mask=np.ones((1, PROMPT), np.int32))
+        for _ in range(NEW):
+            token = np.array([int(np.argmax(out["logits"]))], np.int32)
+            out = decode(token_id=token, key_values=out["key_values"], cache_mask=out["cache_mask"],
+                         cache_index=out["cache_index"])
+    run()
+    t = time.perf_counter(); run(); return NEW / (time.perf_counter() - t)
+"""
+
+TFLITE = """
+from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
+from tfgpt2.export import pipeline, tflite, tied, int4
+model = TFGPT2LMHeadModel(GPT2Config.from_preset("gpt2"))
+model(np.zeros((1, 2), np.int32))
+rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+t = time.time()
+if "{recipe}" == "int4":
+    flat, _ = int4.convert(model, SLOTS, PROMPT)
+else:
+    flat = tflite.convert(model, SLOTS, PROMPT, **pipeline.recipe_kwargs("{recipe}"))
+    flat, _ = tied.share_tied_embedding(flat) if "{recipe}".startswith("int8") else (flat, 0)
+convert_s = time.time() - t
+path = os.path.join(tempfile.mkdtemp(), "m.tflite"); open(path, "wb").write(flat)
+del model
+report(bytes=len(flat), convert_s=convert_s, rss_after_model_gb=rss_model, tok_s=lite_greedy(path))
+"""
+
+SYSTEMS = {
+    "full_window_int8": """
+import tensorflow as tf
+from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
+model = TFGPT2LMHeadModel(GPT2Config.from_preset("gpt2"))
+W = PROMPT + NEW
+@tf.function(input_signature=[tf.TensorSpec([1, W], tf.int32), tf.TensorSpec([1, W], tf.int32)])
+def window(input_ids, attention_mask):
+    return {"logits": model(input_ids, attention_mask=attention_mask).logits[:, -1]}
+conv = tf.lite.TFLiteConverter.from_concrete_functions([window.get_concrete_function()], model)
+conv.optimizations = [tf.lite.Optimize.DEFAULT]
+flat = conv.convert()
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_content=flat, num_threads=THREADS); it.allocate_tensors()
+run_window = it.get_signature_runner()
+def run():
+    x = np.zeros((1, W), np.int32); m = np.zeros((1, W), np.int32)
+    x[0, -PROMPT:], m[0, -PROMPT:] = ids[0], 1
+    for _ in range(NEW):
+        token = int(np.argmax(run_window(input_ids=x, attention_mask=m)["logits"]))
+        x = np.roll(x, -1, 1); m = np.roll(m, -1, 1); x[0, -1], m[0, -1] = token, 1
+run()
+t = time.perf_counter(); run()
+report(bytes=len(flat), tok_s=NEW / (time.perf_counter() - t))
+""",
+    "onnxruntime": """
+import torch, transformers, onnxruntime as ort
+from onnxruntime.quantization import quantize_dynamic, QuantType
+from onnxruntime.quantization.shape_inference import quant_pre_process
+torch.set_num_threads(THREADS)
+cfg = transformers.GPT2Config()
+model = transformers.GPT2LMHeadModel(cfg).eval()
+L, H, D = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
+class WithPast(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__(); self.m = m
+    def forward(self, input_ids, position_ids, attention_mask, past):
+        cache = transformers.DynamicCache()
+        for i in range(L):
+            cache.update(past[i, 0], past[i, 1], i)
+        out = self.m(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                     past_key_values=cache, use_cache=True)
+        kv = out.past_key_values
+        present = torch.stack([torch.stack([kv.layers[i].keys, kv.layers[i].values]) for i in range(L)])
+        return out.logits[:, -1], present
+tmp = tempfile.mkdtemp()
+path = os.path.join(tmp, "gpt2_past.onnx")
+auto = torch.export.Dim.AUTO
+example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6, dtype=torch.long),
+           torch.zeros(L, 2, 1, H, 2, D))
+torch.onnx.export(WithPast(model), example, path, dynamo=True, input_names=["input_ids", "position_ids",
+                  "attention_mask", "past"], output_names=["logits", "present"],
+                  dynamic_shapes=({1: auto}, {1: auto}, {1: auto}, {4: auto}), external_data=False)
+pre = os.path.join(tmp, "pre.onnx"); q8 = os.path.join(tmp, "int8.onnx")
+quant_pre_process(path, pre, skip_symbolic_shape=True)
+quantize_dynamic(pre, q8, weight_type=QuantType.QInt8)
+def speed(p):
+    opts = ort.SessionOptions(); opts.intra_op_num_threads = THREADS; opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"])
+    def run():
+        past = np.zeros((L, 2, 1, H, 0, D), np.float32)
+        x = ids
+        for _ in range(NEW):
+            total = past.shape[4] + x.shape[1]
+            logits, past = sess.run(None, {"input_ids": x, "position_ids": np.arange(total - x.shape[1], total)[None],
+                                           "attention_mask": np.ones((1, total), np.int64), "past": past})
+            x = logits.argmax(-1)[:, None].astype(np.int64)
+    run()
+    t = time.perf_counter(); run(); return NEW / (time.perf_counter() - t)
+report(fp32_tok_s=speed(path), int8_tok_s=speed(q8), fp32_bytes=os.path.getsize(path), int8_bytes=os.path.getsize(q8))
+""",
+}
+
+
+def run(code, args):
+    code = textwrap.dedent(COMMON.format(new=args.new, prompt=args.prompt, threads=args.threads)) + textwrap.dedent(code)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(args.threads),
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3600)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default="fp32,fp16,int8,int4")
+    parser.add_argument("--peers", default="onnxruntime,full_window_int8")
+    parser.add_argument("--new", type=int, default=128)
+    parser.add_argument("--prompt", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    rows = {}
+    for recipe in filter(None, args.recipes.split(",")):
+        rows[recipe] = run(TFLITE.replace("{recipe}", recipe), args)
+        print(f"tfgpt2 {recipe:6s} {rows[recipe]}", flush=True)
+    peers = {name: run(SYSTEMS[name], args) for name in filter(None, args.peers.split(","))}
+    for name, r in peers.items():
+        print(f"{name} {r}", flush=True)
+    fp32 = rows.get("fp32", {}).get("bytes")
+    ort = peers.get("onnxruntime", {})
+    print(f"\nGPT-2 124M, LiteRT interpreter, {args.threads} threads, {args.prompt}-token prompt, {args.new} greedy "
+          f"tokens, 256-slot KV cache")
+    print(f"{'file':22s} {'MB':>8s} {'x fp32':>7s} {'convert s':>9s} {'peak RSS GB':>11s} {'tok/s':>7s} "
+          f"{'/ ORT int8':>10s}")
+    for recipe, r in rows.items():
+        if "error" in r:
+            print(f"gpt2_{recipe}.tflite  failed: {r['error']}")
+            continue
+        ratio = f"{r['bytes'] / fp32:.3f}" if fp32 else "-"
+        vs = f"{r['tok_s'] / ort['int8_tok_s']:.2f}x" if ort.get("int8_tok_s") else "-"
+        print(f"{'gpt2_' + recipe + '.tflite':22s} {r['bytes'] / 1e6:8.1f} {ratio:>7s} {r['convert_s']:9.0f} "
+              f"{r['peak_rss_gb']:11.2f} {r['tok_s']:7.1f} {vs:>10s}")
+    if "fp32_tok_s" in ort:
+        print(f"{'ONNX Runtime fp32':22s} {ort['fp32_bytes'] / 1e6:8.1f} {'':7s} {'':9s} {'':11s} {ort['fp32_tok_s']:7.1f}")
+        print(f"{'ONNX Runtime int8':22s} {ort['int8_bytes'] / 1e6:8.1f} {'':7s} {'':9s} {'':11s} {ort['int8_tok_s']:7.1f}")
+    fw = peers.get("full_window_int8", {})
+    if "tok_s" in fw:
+        print(f"{'full window int8 (no cache)':22s} {fw['bytes'] / 1e6:8.1f} {'':7s} {'':9s} {'':11s} {fw['tok_s']:7.1f}")
+    for name, r in peers.items():
+        if "error" in r:
+            print(f"{name} failed: {r['error']}")
+
+
+if __name__ == "__main__":
+    main()
