@@ -25,6 +25,7 @@ setup(
         "h5py>=3.10",
         "ai-edge-litert>=2.0",
         "ai-edge-quantizer>=0.10",
+        "matplotlib>=3.8",
         "tensorflow-serving-api==2.21.*",
         "tqdm>=4.66",
     ],

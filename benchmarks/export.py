@@ -27,15 +27,12 @@ def report(**kw):
     kw["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print("RESULT " + json.dumps(kw))
 def lite_greedy(path):
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=path, num_threads=THREADS)
-    prefill, decode = it.get_signature_runner("prefill"), it.get_signature_runner("decode")
+    from tfgpt2.export import verify
+    session = verify.lite_session(path, THREADS)  # the app's loop: caller-owned cache, new entries written back
     def run():
-        out = prefill(input_ids=ids.astype(np.int32), attention_mask=np.ones((1, PROMPT), np.int32))
+        logits = session.prefill(ids[0].astype(np.int32))
         for _ in range(NEW):
-            token = np.array([int(np.argmax(out["logits"]))], np.int32)
-            out = decode(token_id=token, key_values=out["key_values"], cache_mask=out["cache_mask"],
-                         cache_index=out["cache_index"])
+            logits = session.decode(int(np.argmax(logits)))
     run()
     t = time.perf_counter(); run(); return NEW / (time.perf_counter() - t)
 """
@@ -64,15 +61,20 @@ import tensorflow as tf
 from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
 model = TFGPT2LMHeadModel(GPT2Config.from_preset("gpt2"))
 W = PROMPT + NEW
-@tf.function(input_signature=[tf.TensorSpec([1, W], tf.int32), tf.TensorSpec([1, W], tf.int32)])
+import keras
 def window(input_ids, attention_mask):
     return {"logits": model(input_ids, attention_mask=attention_mask).logits[:, -1]}
-conv = tf.lite.TFLiteConverter.from_concrete_functions([window.get_concrete_function()], model)
+tmp = tempfile.mkdtemp()
+archive = keras.export.ExportArchive(); archive.track(model)  # freezes Keras 3 variables (as tfgpt2 export does)
+archive.add_endpoint(name="window", fn=window, input_signature=[tf.TensorSpec([1, W], tf.int32, "input_ids"),
+                                                                 tf.TensorSpec([1, W], tf.int32, "attention_mask")])
+archive.write_out(tmp, verbose=False)
+conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["window"])
 conv.optimizations = [tf.lite.Optimize.DEFAULT]
 flat = conv.convert()
 from ai_edge_litert.interpreter import Interpreter
 it = Interpreter(model_content=flat, num_threads=THREADS); it.allocate_tensors()
-run_window = it.get_signature_runner()
+run_window = it.get_signature_runner("window")
 def run():
     x = np.zeros((1, W), np.int32); m = np.zeros((1, W), np.int32)
     x[0, -PROMPT:], m[0, -PROMPT:] = ids[0], 1

@@ -15,18 +15,68 @@ def lite_runners(path_or_bytes, threads=2):
     return it, it.get_signature_runner("prefill"), it.get_signature_runner("decode")
 
 
-def lite_logits(path, prompt, continuation, prefill_len):
+def lite_session(path_or_bytes, threads=2):
+    """A LiteSession on the .tflite: `.prefill(prompt)`, `.decode(token)`, `.capacity_left`."""
+    return LiteSession(path_or_bytes, threads)
+
+
+class LiteSession:
+    """Drives a tfgpt2 .tflite in LiteRT the way an app with persistent buffers would.
+
+    The cache lives in the decode signature's own input tensors (numpy views into the
+    interpreter); each step writes only the new token's entries there and invokes, so nothing
+    cache-sized is copied per token (passing the cache through the Python signature runner
+    measured 102 vs 116 tok/s at 124M int8). Semantics are `tflite.CacheHost`'s.
+    """
+
+    def __init__(self, path_or_bytes, threads=2):
+        from tfgpt2.export.tflite import CacheHost
+
+        self.interpreter, self._prefill, self._decode = lite_runners(path_or_bytes, threads)
+        inputs = self._decode.get_input_details()
+        self.n_layer = sum(1 for name in inputs if name.startswith("k_"))
+        self.max_seq_len = int(inputs["cache_mask"]["shape"][1])
+        self.prefill_len = int(self._prefill.get_input_details()["input_ids"]["shape"][1])
+        self.host = CacheHost(self._prefill, self._decode, self.n_layer, self.max_seq_len, self.prefill_len)
+        self.slot = None
+        zeros = {name: np.zeros(d["shape"], d["dtype"]) for name, d in inputs.items()}
+        self._decode(**zeros)  # allocates the decode tensors once; the views below stay valid
+        wrapper, sub = self.interpreter._interpreter, self._decode._subgraph_index
+        self._invoke = lambda: wrapper.Invoke(sub)
+        self._in = {name: wrapper.tensor(wrapper, index, sub) for name, index in self._decode._inputs.items()}
+        self._out = {name: (lambda i=index: wrapper.tensor(wrapper, i, sub)) for name, index in self._decode._outputs}
+
+    @property
+    def capacity_left(self):
+        return 0 if self.slot is None else self.max_seq_len - self.slot
+
+    def prefill(self, prompt):
+        out = self._prefill(**self.host.prefill_inputs(prompt))
+        for name in ["cache_mask", *(f"{kind}_{i}" for kind in ("k", "vt") for i in range(self.n_layer))]:
+            self._in[name][...] = out[name]
+        self.slot = self.prefill_len
+        return np.array(out["logits"][0])
+
+    def decode(self, token):
+        if self.capacity_left <= 0:
+            raise ValueError(f"the KV cache is full ({self.max_seq_len} slots); export with a larger --max-seq-len")
+        self._in["token_id"][0] = token
+        self._invoke()
+        new_k, new_v = self._out["new_k"](), self._out["new_v"]()  # (L, nh, hs)
+        for i in range(self.n_layer):
+            self._in[f"k_{i}"][0, :, self.slot, :] = new_k[i]
+            self._in[f"vt_{i}"][0, :, :, self.slot] = new_v[i]
+        self._in["cache_mask"][0, self.slot] = 1
+        self.slot += 1
+        return np.array(self._out["logits"]()[0])
+
+
+def lite_logits(path, prompt, continuation, prefill_len=None):
     """Logits (N, V) predicting each token of `continuation` after `prompt`, via prefill + decode."""
-    _, prefill, decode = lite_runners(path)
-    ids = np.zeros((1, prefill_len), np.int32)
-    mask = np.zeros((1, prefill_len), np.int32)
-    ids[0, prefill_len - len(prompt):], mask[0, prefill_len - len(prompt):] = prompt, 1
-    out = prefill(input_ids=ids, attention_mask=mask)
-    rows = [out["logits"][0]]
+    session = lite_session(path)
+    rows = [session.prefill(prompt)]
     for token in continuation[:-1]:
-        out = decode(token_id=np.array([token], np.int32), key_values=out["key_values"],
-                     cache_mask=out["cache_mask"], cache_index=out["cache_index"])
-        rows.append(out["logits"][0])
+        rows.append(session.decode(token))
     return np.stack(rows)
 
 
@@ -44,14 +94,12 @@ def signature_contract(path):
 
 
 def decode_speed(path, prefill_len, steps=32, threads=2):
-    _, prefill, decode = lite_runners(path, threads)
-    ids = np.ones((1, prefill_len), np.int32)
-    out = prefill(input_ids=ids, attention_mask=ids)
+    session = lite_session(path, threads)
+    logits = session.prefill(np.ones(prefill_len, np.int32))
+    steps = min(steps, session.capacity_left)
     start = time.perf_counter()
     for _ in range(steps):
-        token = np.array([int(np.argmax(out["logits"]))], np.int32)
-        out = decode(token_id=token, key_values=out["key_values"], cache_mask=out["cache_mask"],
-                     cache_index=out["cache_index"])
+        logits = session.decode(int(np.argmax(logits)))
     return steps / (time.perf_counter() - start)
 
 

@@ -43,10 +43,13 @@ def test_every_tflite_matches_model_json_as_the_app_reads_it(exported):
     for name, entry in contract["models"].items():
         live = verify.signature_contract(str(out / name))
         assert live == entry["signatures"]
-        kv = entry["signatures"]["decode"]["inputs"]["key_values"]
         cfg = contract["config"]
         head_dim = cfg["n_embd"] // cfg["n_head"]
-        assert kv == {"dtype": "float32", "shape": [cfg["n_layer"], 2, 1, cfg["n_head"], 24, head_dim]}
+        decode = entry["signatures"]["decode"]
+        for i in range(cfg["n_layer"]):
+            assert decode["inputs"][f"k_{i}"] == {"dtype": "float32", "shape": [1, cfg["n_head"], 24, head_dim]}
+            assert decode["inputs"][f"vt_{i}"] == {"dtype": "float32", "shape": [1, cfg["n_head"], head_dim, 24]}
+        assert decode["outputs"]["new_k"] == {"dtype": "float32", "shape": [cfg["n_layer"], cfg["n_head"], head_dim]}
         assert entry["signatures"]["prefill"]["inputs"]["input_ids"] == {"dtype": "int32", "shape": [1, 8]}
 
 
@@ -164,19 +167,13 @@ def test_write_liteRT_replay_for_kotlin(tmp_path):
     prompt = [5, 17, 42, 8, 63]
     P, S = contract["prefill_len"], contract["max_seq_len"]
     for name, entry in contract["models"].items():
-        _, prefill, decode = verify.lite_runners(str(out / name))
-        ids = np.zeros((1, P), np.int32)
-        mask = np.zeros((1, P), np.int32)
-        ids[0, P - len(prompt):], mask[0, P - len(prompt):] = prompt, 1
-        state = prefill(input_ids=ids, attention_mask=mask)
-        rows, tokens = [state["logits"][0]], []
+        session = verify.lite_session(str(out / name))
+        rows, tokens = [session.prefill(prompt)], []
         while True:
             tokens.append(int(np.argmax(rows[-1])))
-            if int(state["cache_index"]) >= S:  # every slot written: the app must stop here
+            if session.capacity_left == 0:  # every slot written: the app must stop here
                 break
-            state = decode(token_id=np.array([tokens[-1]], np.int32), key_values=state["key_values"],
-                           cache_mask=state["cache_mask"], cache_index=state["cache_index"])
-            rows.append(state["logits"][0])
+            rows.append(session.decode(tokens[-1]))
         assert len(tokens) == S - P + 1 and len(set(tokens)) >= 4, tokens
         if entry["recipe"] == "fp32":  # the recording itself is checked against Keras
             keras_tokens = model.generate(np.array([prompt], np.int32), max_new_tokens=len(tokens),

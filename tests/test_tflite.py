@@ -6,7 +6,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from tfgpt2 import TFGPT2LMHeadModel
-from tfgpt2.export import tflite
+from tfgpt2.export import tflite, verify
 
 PREFILL, SLOTS = 8, 48
 
@@ -27,41 +27,46 @@ def op_names(flat):
 
 
 def lite_greedy(flat, prompt, n):
-    """Greedy tokens from the .tflite: left-pad the prompt to PREFILL, then decode n - 1 times."""
-    it = Interpreter(model_content=flat)
-    ids = np.zeros((1, PREFILL), np.int32)
-    mask = np.zeros((1, PREFILL), np.int32)
-    ids[0, PREFILL - len(prompt):], mask[0, PREFILL - len(prompt):] = prompt, 1
-    out = it.get_signature_runner("prefill")(input_ids=ids, attention_mask=mask)
-    decode = it.get_signature_runner("decode")
-    tokens, logits = [], [out["logits"]]
+    """Greedy tokens from the .tflite, driven as the app drives it (caller-owned cache)."""
+    session = verify.lite_session(flat)
+    logits = [session.prefill(prompt)]
+    tokens = []
     for _ in range(n):
-        tokens.append(int(np.argmax(out["logits"])))
+        tokens.append(int(np.argmax(logits[-1])))
         if len(tokens) == n:
             break
-        out = decode(token_id=np.array([tokens[-1]], np.int32), key_values=out["key_values"],
-                     cache_mask=out["cache_mask"], cache_index=out["cache_index"])
-        logits.append(out["logits"])
-    return tokens, np.concatenate(logits)
+        logits.append(session.decode(tokens[-1]))
+    return tokens, np.stack(logits)
 
 
 def test_builtin_ops_only(fp32):
     ops = op_names(fp32)
     assert not [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")], ops
-    assert {"DYNAMIC_UPDATE_SLICE", "FULLY_CONNECTED", "SOFTMAX"} <= ops
+    assert {"FULLY_CONNECTED", "SOFTMAX", "BATCH_MATMUL"} <= ops
     assert "VAR_HANDLE" not in ops  # every weight is a constant
 
 
 def test_signatures(fp32):
     sigs = Interpreter(model_content=fp32).get_signature_list()
     assert sorted(sigs["prefill"]["inputs"]) == ["attention_mask", "input_ids"]
-    assert sorted(sigs["decode"]["inputs"]) == ["cache_index", "cache_mask", "key_values", "token_id"]
-    assert sorted(sigs["decode"]["outputs"]) == ["cache_index", "cache_mask", "key_values", "logits"]
+    layers = range(3)  # wide-gelu-inv_idx has 3 layers
+    caches = [f"k_{i}" for i in layers] + [f"vt_{i}" for i in layers]
+    assert sorted(sigs["prefill"]["outputs"]) == sorted(["cache_mask", "logits", *caches])
+    assert sorted(sigs["decode"]["inputs"]) == sorted(["cache_mask", "token_id", *caches])
+    assert sorted(sigs["decode"]["outputs"]) == ["logits", "new_k", "new_v"]
+
+
+def test_decode_never_copies_the_cache(fp32):
+    """decode returns only the new entries; the cache tensors are inputs it reads in place."""
+    it = Interpreter(model_content=fp32)
+    runner = it.get_signature_runner("decode")
+    assert runner.get_output_details()["new_k"]["shape"].tolist() == [3, 3, 16]
 
 
 def test_fp32_logits_and_32_greedy_tokens_equal_keras(model, fp32):
     prompt = np.random.default_rng(0).integers(1, model.config.vocab_size, 5).astype(np.int32)
     tokens, logits = lite_greedy(fp32, prompt, 32)
+    assert logits.shape == (32, model.config.vocab_size)
     keras_tokens = model.generate(prompt[None], max_new_tokens=32).numpy()[0, 5:].tolist()
     assert tokens == keras_tokens
     seq = np.concatenate([prompt, tokens[:-1]])[None]

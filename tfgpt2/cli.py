@@ -1,4 +1,4 @@
-"""`tfgpt2` command line: demo, generate, export, verify, info. Errors print one line and exit with code 2."""
+"""`tfgpt2` command line: demo, generate, train, export, verify, info, bench. Errors print one line and exit with code 2."""
 
 import argparse
 import os
@@ -13,6 +13,7 @@ def _quiet_tf():
 
 def cmd_demo(args):
     """Trains a small GPT-2 on Python's documentation, offline, then generates and saves it."""
+    check_demo(args)
     import keras
     import numpy as np
 
@@ -91,6 +92,18 @@ def _tokenizer_for(model_dir, cls):
     return cls()
 
 
+def cmd_train(args):
+    from tfgpt2 import train_cli
+
+    train_cli.run(args)
+
+
+def cmd_bench(args):
+    from tfgpt2 import bench_cli
+
+    bench_cli.run(args)
+
+
 def cmd_export(args):
     import shutil
     import tempfile
@@ -146,8 +159,26 @@ def cmd_info(args):
                 print(f"  {name:20s} {os.path.getsize(os.path.join(args.model, name)) / 1e6:.2f} MB")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `tfgpt2 <command>: error: ...`, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_demo(args):
+    if args.epochs < 1 or args.steps < args.epochs:
+        raise ValueError(f"--steps ({args.steps}) must be >= --epochs ({args.epochs}) >= 1")
+    if args.seq_len < 8:
+        raise ValueError(f"--seq-len must be >= 8, got {args.seq_len}")
+    if args.n_embd % args.n_head:
+        raise ValueError(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
+    if args.lr <= 0 or args.max_new_tokens < 1:
+        raise ValueError("--lr must be > 0 and --max-new-tokens >= 1")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tfgpt2", description="GPT-2 for TensorFlow / Keras 3.")
+    parser = Parser(prog="tfgpt2", description="GPT-2 for TensorFlow / Keras 3.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a small GPT-2 offline on Python's docs, generate, save")
@@ -172,6 +203,10 @@ def build_parser():
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--no-eos", action="store_true", help="do not stop at <|endoftext|>")
+    from tfgpt2 import train_cli
+
+    train_cli.add_arguments(sub.add_parser("train", help="fine-tune or pretrain on text: progress, eval perplexity, "
+                                                         "checkpoints/resume, loss.png"))
     exp = sub.add_parser("export", help="SavedModel (TF Serving) + TFLite per recipe + model.json + report")
     exp.add_argument("--model", required=True, help="HF-format directory, hub id, or .keras file")
     exp.add_argument("--out", help="export directory (SavedModel, .tflite files, model.json, report)")
@@ -185,13 +220,16 @@ def build_parser():
     exp.add_argument("--overwrite", action="store_true")
     ver = sub.add_parser("verify", help="re-check an export directory (hashes, signatures, runs)")
     ver.add_argument("directory")
+    from tfgpt2 import bench_cli
+
+    bench_cli.add_arguments(sub.add_parser("bench", help="decode tokens/s of a model and its .tflite files (+ chart)"))
     info = sub.add_parser("info", help="config, parameter count and file sizes of a model")
     info.add_argument("model")
     return parser
 
 
-COMMANDS = {"demo": cmd_demo, "generate": cmd_generate, "export": cmd_export, "verify": cmd_verify,
-            "info": cmd_info}
+COMMANDS = {"demo": cmd_demo, "generate": cmd_generate, "train": cmd_train, "export": cmd_export,
+            "verify": cmd_verify, "info": cmd_info, "bench": cmd_bench}
 
 
 def main(argv=None):

@@ -22,7 +22,7 @@ data class ModelFile(val file: String, val recipe: String, val signatures: Map<S
  * ```
  * val contract = ModelContract.parse(File("model.json").readText())
  * val model = contract.pick()                       // int8 if exported, else fp16, else fp32
- * val kv = model.decode.inputs.getValue("key_values").shape
+ * val k0 = model.decode.inputs.getValue("k_0").shape  // (1, n_head, max_seq_len, head_dim)
  * ```
  */
 data class ModelContract(
@@ -119,16 +119,21 @@ data class ModelContract(
             name to TensorSpec(name, str(spec["dtype"], "$path.$name.dtype"), shape)
         }
 
-        /** The tensors LiteRtCausalLm uses, with the shapes the config implies. */
+        /** The tensors LiteRtCausalLm uses, with the shapes the config implies (see export/tflite.py). */
         fun check(c: ModelContract, m: ModelFile) {
             val headDim = c.nEmbd / c.nHead
-            val kv = listOf(c.nLayer, 2, 1, c.nHead, c.maxSeqLen, headDim)
-            val cacheOut = mapOf("logits" to ("float32" to listOf(1, c.vocabSize)), "key_values" to ("float32" to kv),
-                "cache_mask" to ("int32" to listOf(1, c.maxSeqLen)), "cache_index" to ("int32" to emptyList()))
+            val caches = (0 until c.nLayer).flatMap { i ->
+                listOf("k_$i" to ("float32" to listOf(1, c.nHead, c.maxSeqLen, headDim)),
+                    "vt_$i" to ("float32" to listOf(1, c.nHead, headDim, c.maxSeqLen)))
+            }.toMap()
+            val logits = "logits" to ("float32" to listOf(1, c.vocabSize))
+            val mask = "cache_mask" to ("int32" to listOf(1, c.maxSeqLen))
+            val newEntry = "float32" to listOf(c.nLayer, c.nHead, headDim)
             val want = mapOf(
                 "prefill" to (mapOf("input_ids" to ("int32" to listOf(1, c.prefillLen)),
-                    "attention_mask" to ("int32" to listOf(1, c.prefillLen))) to cacheOut),
-                "decode" to (mapOf("token_id" to ("int32" to listOf(1))) + cacheOut.filterKeys { it != "logits" } to cacheOut),
+                    "attention_mask" to ("int32" to listOf(1, c.prefillLen))) to mapOf(logits, mask) + caches),
+                "decode" to (mapOf("token_id" to ("int32" to listOf(1)), mask) + caches to
+                    mapOf(logits, "new_k" to newEntry, "new_v" to newEntry)),
             )
             for ((sig, io) in want) {
                 val spec = m.signatures[sig] ?: fail(".models.${m.file}.signatures", "lacks the \"$sig\" signature")

@@ -13,8 +13,9 @@ class ModelContractTest {
         Check.equal(setOf("gpt2_fp32.tflite", "gpt2_int8.tflite"), c.models.keys)
         Check.equal("gpt2_int8.tflite", c.pick().file)
         Check.equal("gpt2_fp32.tflite", c.pick("fp32").file)
-        Check.equal(listOf(c.nLayer, 2, 1, c.nHead, c.maxSeqLen, c.nEmbd / c.nHead),
-            c.pick().decode.inputs.getValue("key_values").shape)
+        Check.equal(listOf(1, c.nHead, c.maxSeqLen, c.nEmbd / c.nHead), c.pick().decode.inputs.getValue("k_0").shape)
+        Check.equal(listOf(1, c.nHead, c.nEmbd / c.nHead, c.maxSeqLen), c.pick().decode.inputs.getValue("vt_1").shape)
+        Check.equal(listOf(c.nLayer, c.nHead, c.nEmbd / c.nHead), c.pick().decode.outputs.getValue("new_v").shape)
         Check.isTrue(c.vocabFile.endsWith("vocab.json") && c.mergesFile.endsWith("merges.txt"))
         Check.isTrue(c.sha256.containsKey("gpt2_int8.tflite"))
     }
@@ -24,8 +25,8 @@ class ModelContractTest {
         Check.throws(ModelContractException::class.java, "format_version is 2") {
             ModelContract.parse(text.replace("\"format_version\": 1", "\"format_version\": 2"))
         }
-        Check.throws(ModelContractException::class.java, "lacks \"key_values\"") {
-            ModelContract.parse(text.replace("\"key_values\"", "\"kv\""))
+        Check.throws(ModelContractException::class.java, "lacks \"new_k\"") {
+            ModelContract.parse(text.replace("\"new_k\"", "\"kv\""))
         }
         Check.throws(ModelContractException::class.java, "config implies") {
             ModelContract.parse(text.replace("\"max_seq_len\": 24", "\"max_seq_len\": 32"))

@@ -1,0 +1,146 @@
+"""`tfgpt2 train`: fine-tune or pretrain on text with Keras `fit`.
+
+Progress bar (Keras), held-out perplexity after every epoch, checkpoints you can resume from
+(keras.callbacks.BackupAndRestore: weights, optimizer and step), the model saved in HF format
+(config.json + model.safetensors + tokenizer files) and a loss curve PNG.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+
+def add_arguments(p):
+    p.add_argument("--data", nargs="+", help="text files or directories (*.txt, *.md, *.py, *.rst); "
+                                             "omit with --builtin-data")
+    p.add_argument("--builtin-data", action="store_true", help="train on Python's own pydoc topics (offline)")
+    p.add_argument("--model", help="HF-format directory to fine-tune (default: a new model from --n-* flags)")
+    p.add_argument("--out", required=True, help="output directory (model, tokenizer, checkpoints, loss.png)")
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps in total")
+    p.add_argument("--epochs", type=int, default=2, help="evaluation/checkpoint rounds the steps are split into")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--eval-fraction", type=float, default=0.05, help="share of blocks held out for perplexity")
+    p.add_argument("--n-layer", type=int, default=2)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: per epoch)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def check(args):
+    if not args.data and not args.builtin_data:
+        raise ValueError("pass --data FILES_OR_DIRS, or --builtin-data to train on Python's documentation")
+    if args.steps < args.epochs or args.epochs < 1:
+        raise ValueError(f"--steps ({args.steps}) must be >= --epochs ({args.epochs}) >= 1")
+    if not 0 < args.eval_fraction < 0.5:
+        raise ValueError(f"--eval-fraction must be in (0, 0.5), got {args.eval_fraction}")
+    if args.n_embd % args.n_head:
+        raise ValueError(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
+    backup = os.path.join(args.out, "checkpoints")
+    if os.path.exists(os.path.join(args.out, "config.json")) and not args.resume:
+        raise FileExistsError(f"{args.out} already holds a model; pick another --out (or --resume a run)")
+    if args.resume and not os.path.isdir(backup):
+        raise FileNotFoundError(f"nothing to resume: {backup} does not exist; run without --resume first")
+
+
+def run(args):
+    import keras
+
+    from tfgpt2 import GPT2Config, GPT2Tokenizer, TFGPT2LMHeadModel, training
+
+    check(args)
+    keras.utils.set_random_seed(args.seed)
+    texts = training.builtin_texts() if args.builtin_data else training.read_texts(args.data)
+    if args.model:
+        model = TFGPT2LMHeadModel.from_pretrained(args.model)
+        tok = GPT2Tokenizer.from_pretrained(args.model) if _has_tokenizer(args.model) else GPT2Tokenizer()
+    else:
+        tok = GPT2Tokenizer()
+        model = TFGPT2LMHeadModel(GPT2Config(n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
+                                             n_positions=max(args.seq_len, 128), vocab_size=tok.vocab_size))
+    if args.seq_len > model.config.n_positions:
+        raise ValueError(f"--seq-len {args.seq_len} exceeds the model's n_positions {model.config.n_positions}")
+    blocks = training.pack_ids(texts, tok, seq_len=args.seq_len)
+    cut = max(1, int(len(blocks) * args.eval_fraction))
+    held_out, train = blocks[:cut], blocks[cut:]
+    if len(train) < args.batch_size:
+        raise ValueError(f"only {len(train)} training blocks of {args.seq_len} tokens for batch size "
+                         f"{args.batch_size}: pass more text or lower --batch-size/--seq-len")
+    print(f"tfgpt2 train: {model.count_params() / 1e6:.1f}M parameters, {train.size / 1e3:.0f}k training tokens, "
+          f"{held_out.size / 1e3:.0f}k held out; {args.steps} steps in {args.epochs} epochs")
+    model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01))
+    ds = training.lm_dataset(train, batch_size=args.batch_size, seed=args.seed,
+                             vocab_size=model.config.vocab_size).repeat()
+    history = {"step_loss": [], "eval": []}
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(args.out, "checkpoints"),
+                                         save_freq=args.checkpoint_every or "epoch", delete_checkpoint=False),
+        _recorder(model, held_out, history),
+    ]
+    start = time.time()
+    model.fit(ds, steps_per_epoch=args.steps // args.epochs, epochs=args.epochs, callbacks=callbacks, verbose=1)
+    model.save_pretrained(args.out)
+    tok.save_pretrained(args.out)
+    plot_loss(history, os.path.join(args.out, "loss.png"))
+    with open(os.path.join(args.out, "train_history.json"), "w", encoding="utf-8") as f:
+        json.dump(history, f)
+    last = history["eval"][-1] if history["eval"] else {}
+    print(f"done in {time.time() - start:.0f} s: held-out perplexity {last.get('perplexity', float('nan')):.1f}; "
+          f"saved {args.out} (HF format) and {os.path.join(args.out, 'loss.png')}")
+
+
+def _has_tokenizer(path):
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, n)) for n in ("vocab.json", "tokenizer.json"))
+
+
+def _recorder(model, held_out, history):
+    """A Keras callback recording per-step training loss and per-epoch held-out perplexity."""
+    import keras
+
+    from tfgpt2 import training
+
+    class Recorder(keras.callbacks.Callback):
+        step = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if logs and "loss" in logs:
+                history["step_loss"].append(float(logs["loss"]))
+
+        def on_epoch_end(self, epoch, logs=None):
+            ppl = training.perplexity(model, held_out)
+            history["eval"].append({"epoch": epoch + 1, "step": self.step, "perplexity": ppl})
+            print(f"\nepoch {epoch + 1}: held-out perplexity {ppl:.1f}" + ("" if math.isfinite(ppl) else " (diverged)"))
+
+    return Recorder()
+
+
+def plot_loss(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    loss = np.asarray(history["step_loss"])
+    if loss.size:
+        ax.plot(np.arange(1, loss.size + 1), loss, lw=0.8, alpha=0.5, label="training loss (per step)")
+        k = max(1, loss.size // 20)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(np.arange(k, loss.size + 1), smooth, lw=2, label=f"training loss ({k}-step mean)")
+    if history["eval"]:
+        ax.plot([e["step"] for e in history["eval"]], [math.log(e["perplexity"]) for e in history["eval"]], "o-",
+                label="held-out loss (log perplexity)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title("tfgpt2 train")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
