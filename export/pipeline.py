@@ -79,10 +79,11 @@ def sha256(path):
 
 
 def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256, prefill_len=64,
-           held_out=None, calibration=None, log=print):
+           held_out=None, calibration=None, text_signature=False, log=print):
     """Runs every stage; returns the report dict.
 
-    `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for int8-full.
+    `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for int8-full;
+    `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF Text ops).
     """
     from tfgpt2 import GPT2Tokenizer
     from tfgpt2.export import int4, saved_model, tflite, tied, verify
@@ -96,6 +97,12 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
         stages = 2 + len(quantize)
         log(f"[1/{stages}] SavedModel for TF Serving")
         saved_model.build(model, os.path.join(tmp, "saved_model", "1"))
+        if text_signature:
+            from tfgpt2.export import text_serving
+
+            log(f"[1/{stages}] SavedModel with generate_text (text in/out; needs TF Text ops: "
+                f"{', '.join(text_serving.REQUIRED_OPS)})")
+            text_serving.build(model, os.path.join(tmp, "saved_model_text", "1"))
         files = {}
         for i, recipe in enumerate(quantize, 2):
             log(f"[{i}/{stages}] TFLite {recipe}")

@@ -97,3 +97,35 @@ def test_warmup_records_parse_and_run_and_bad_ids_fail(exported):
     _, _, _, out = exported
     assert int(out["warmup_records"]) == 4
     assert "input_ids must be <" in str(out["bad_ids_error"])
+
+
+TEXT_CHILD = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf, tensorflow_text  # registers RegexSplitWithOffsets; nothing from tfgpt2
+    m = tf.saved_model.load(sys.argv[1])
+    out = m.signatures["generate_text"](text=tf.constant(json.loads(sys.argv[2])), max_new_tokens=tf.constant(10),
+                                        temperature=tf.constant(0.0), top_k=tf.constant(0), top_p=tf.constant(1.0),
+                                        seed=tf.constant(0, tf.int64))
+    assert "tfgpt2" not in sys.modules
+    print(json.dumps([t.decode("utf-8", "replace") for t in out["text"].numpy().tolist()]))
+""")
+
+
+def test_text_signature_in_a_fresh_process_equals_python_tokenizer_and_generate(tmp_path):
+    """saved_model_text/1: text in -> greedy continuation out, == GPT2Tokenizer + generate per prompt."""
+    from tfgpt2 import GPT2Tokenizer, reference
+    from tfgpt2.export import text_serving
+
+    model, _ = reference.load()
+    path = tmp_path / "saved_model_text" / "1"
+    text_serving.build(model, str(path), max_new_tokens_cap=16)
+    prompts = ["The for statement", "A class definition defines", "x"]
+    got = json.loads(run_python(None, TEXT_CHILD.replace("sys.argv[1]", repr(str(path)))
+                                .replace("sys.argv[2]", repr(json.dumps(prompts)))).strip().splitlines()[-1])
+    tok = GPT2Tokenizer()
+    for prompt, text in zip(prompts, got):
+        ids = np.array([tok.encode(prompt)], np.int32)
+        new = model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id).numpy()[0, ids.shape[1]:]
+        expected = tok.decode([t for t in new.tolist() if t != tok.eos_token_id])
+        assert text == expected, (prompt, text, expected)
+    print("generate_text:", got)

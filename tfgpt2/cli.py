@@ -126,7 +126,7 @@ def cmd_export(args):
                                             seq_len=args.prefill_len + 4)[:32]
         pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
                         overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
-                        calibration=calibration)
+                        calibration=calibration, text_signature=args.text_signature)
         if args.android:
             names = pipeline.copy_for_android(out, args.android)
             print(f"copied {len(names)} files for the app into {args.android}: {', '.join(names)}")
@@ -214,6 +214,8 @@ def build_parser():
                      help="also copy model.json, tokenizer/ and the .tflite files into the Android app's assets, "
                           "e.g. android_demo/app/src/main/assets (default --quantize int8)")
     exp.add_argument("--quantize", default=None, help="comma list of fp32, fp16, int8, int8-full, int4 (default fp32,int8)")
+    exp.add_argument("--text-signature", action="store_true",
+                     help="also write saved_model_text/1 with generate_text (text in/out; needs TF Text ops)")
     exp.add_argument("--calibration-text", metavar="PATH", help="text file(s)/dir for int8-full calibration")
     exp.add_argument("--max-seq-len", type=int, default=256, help="KV cache slots in the .tflite")
     exp.add_argument("--prefill-len", type=int, default=64, help="prompt length of the prefill signature")
