@@ -24,6 +24,8 @@ def test_demo_trains_generates_and_saves(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "held-out perplexity before / after" in result.stdout
     assert (out / "model.safetensors").exists() and (out / "vocab.json").exists()
+    assert "gpt2_int8.tflite" in result.stdout and "tfgpt2 verify passed" in result.stdout
+    assert (out / "export" / "saved_model" / "1" / "saved_model.pb").exists()
     import transformers
 
     assert transformers.GPT2LMHeadModel.from_pretrained(str(out)).config.n_embd == 32

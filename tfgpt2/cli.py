@@ -12,7 +12,7 @@ def _quiet_tf():
 
 
 def cmd_demo(args):
-    """Trains a small GPT-2 on Python's documentation, offline, then generates and saves it."""
+    """Trains a small GPT-2 on Python's documentation offline, samples, saves, exports and verifies it."""
     check_demo(args)
     import keras
     import numpy as np
@@ -53,8 +53,28 @@ def cmd_demo(args):
             ("training", f"{args.steps} steps in {train_s:.0f} s"),
             ("generation (Python loop + XLA step, incl. compile)", f"{len(pieces) / gen_s:.1f} tok/s"),
             ("saved (HF format: config.json + model.safetensors)", args.out)]
+    if not args.skip_export:
+        rows += _demo_export(model, held_out, args)
     width = max(len(r[0]) for r in rows)
-    print("\n".join(f"{name:{width}s}  {value}" for name, value in rows))
+    print("\n" + "\n".join(f"{name:{width}s}  {value}" for name, value in rows))
+
+
+def _demo_export(model, held_out, args):
+    """SavedModel + fp32/int8 TFLite of the demo model, verified; rows for the summary table."""
+    from tfgpt2.export import pipeline, verify
+
+    out = os.path.join(args.out, "export")
+    print(f"\nexporting to {out} (SavedModel for TF Serving, fp32 + int8 TFLite) and verifying it")
+    report = pipeline.export(model, out, quantize=["fp32", "int8"], overwrite=True, max_seq_len=args.seq_len,
+                             prefill_len=args.seq_len // 4, held_out=held_out[:8])
+    verify.verify_dir(out, log=lambda *_: None)
+    rows = [("export (tfgpt2 verify passed)", out)]
+    for name, r in report["files"].items():
+        f = r["fidelity"]
+        rows.append((f"  {name}", f"{r['bytes'] / 1e6:.1f} MB, LiteRT {r['decode_tok_s']:.0f} tok/s, perplexity "
+                                  f"{f['perplexity']:.1f} (Keras fp32 {f['keras_perplexity']:.1f}), top-1 vs Keras "
+                                  f"{100 * f['top1_agreement']:.1f} %, max |logit diff| {f['max_abs_logit_diff']:.1e}"))
+    return rows
 
 
 def cmd_generate(args):
@@ -194,6 +214,7 @@ def build_parser():
     demo.add_argument("--prompt", default="The for statement")
     demo.add_argument("--max-new-tokens", type=int, default=40)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--skip-export", action="store_true", help="stop after training and sampling")
     gen = sub.add_parser("generate", help="stream text from a model directory")
     gen.add_argument("--model", required=True, help="HF-format directory (config.json + weights) or hub id")
     gen.add_argument("--prompt", required=True)
