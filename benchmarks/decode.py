@@ -18,6 +18,8 @@ import sys
 import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_peer import EXPORT  # noqa: E402
 
 COMMON = """
 import json, os, sys, time
@@ -77,43 +79,8 @@ def pre():
         model(long)
 report(tok_s=NEW / dt, prefill_512_s=best(pre))
 """,
-    "onnxruntime": """
-import tempfile, torch, transformers, onnxruntime as ort
-torch.set_num_threads(THREADS)
-cfg = transformers.GPT2Config()
-model = transformers.GPT2LMHeadModel(cfg).eval()
-L, H, D = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
-class WithPast(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__(); self.m = m
-    def forward(self, input_ids, position_ids, attention_mask, past):
-        cache = transformers.DynamicCache()
-        for i in range(L):
-            cache.update(past[i, 0], past[i, 1], i)
-        out = self.m(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                     past_key_values=cache, use_cache=True)
-        kv = out.past_key_values
-        present = torch.stack([torch.stack([kv.layers[i].keys, kv.layers[i].values]) for i in range(L)])
-        return out.logits[:, -1], present
-path = os.path.join(tempfile.mkdtemp(), "gpt2_past.onnx")
-auto = torch.export.Dim.AUTO
-example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6, dtype=torch.long),
-           torch.zeros(L, 2, 1, H, 2, D))
-torch.onnx.export(WithPast(model), example, path, dynamo=True, input_names=["input_ids", "position_ids",
-                  "attention_mask", "past"], output_names=["logits", "present"],
-                  dynamic_shapes=({1: auto}, {1: auto}, {1: auto}, {4: auto}))
-opts = ort.SessionOptions(); opts.intra_op_num_threads = THREADS; opts.inter_op_num_threads = 1
-sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-def run():
-    past = np.zeros((L, 2, 1, H, 0, D), np.float32)
-    x, n = ids, ids.shape[1]
-    for step in range(NEW):
-        total = past.shape[4] + x.shape[1]
-        logits, past = sess.run(None, {"input_ids": x, "position_ids": np.arange(total - x.shape[1], total)[None],
-                                       "attention_mask": np.ones((1, total), np.int64), "past": past})
-        x = logits.argmax(-1)[:, None].astype(np.int64)
-dt = best(run)
-report(tok_s=NEW / dt)
+    "onnxruntime": EXPORT + """
+report(tok_s=ort_greedy(path, repeats=3))
 """,
     "hf_tf_4_57": """
 os.environ["TF_USE_LEGACY_KERAS"] = "1"

@@ -17,6 +17,8 @@ import sys
 import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_peer import EXPORT  # noqa: E402
 
 COMMON = """
 import json, os, resource, sys, tempfile, time
@@ -87,51 +89,14 @@ run()
 t = time.perf_counter(); run()
 report(bytes=len(flat), tok_s=NEW / (time.perf_counter() - t))
 """,
-    "onnxruntime": """
-import torch, transformers, onnxruntime as ort
+    "onnxruntime": EXPORT + """
 from onnxruntime.quantization import quantize_dynamic, QuantType
 from onnxruntime.quantization.shape_inference import quant_pre_process
-torch.set_num_threads(THREADS)
-cfg = transformers.GPT2Config()
-model = transformers.GPT2LMHeadModel(cfg).eval()
-L, H, D = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
-class WithPast(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__(); self.m = m
-    def forward(self, input_ids, position_ids, attention_mask, past):
-        cache = transformers.DynamicCache()
-        for i in range(L):
-            cache.update(past[i, 0], past[i, 1], i)
-        out = self.m(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                     past_key_values=cache, use_cache=True)
-        kv = out.past_key_values
-        present = torch.stack([torch.stack([kv.layers[i].keys, kv.layers[i].values]) for i in range(L)])
-        return out.logits[:, -1], present
-tmp = tempfile.mkdtemp()
-path = os.path.join(tmp, "gpt2_past.onnx")
-auto = torch.export.Dim.AUTO
-example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6, dtype=torch.long),
-           torch.zeros(L, 2, 1, H, 2, D))
-torch.onnx.export(WithPast(model), example, path, dynamo=True, input_names=["input_ids", "position_ids",
-                  "attention_mask", "past"], output_names=["logits", "present"],
-                  dynamic_shapes=({1: auto}, {1: auto}, {1: auto}, {4: auto}), external_data=False)
 pre = os.path.join(tmp, "pre.onnx"); q8 = os.path.join(tmp, "int8.onnx")
 quant_pre_process(path, pre, skip_symbolic_shape=True)
 quantize_dynamic(pre, q8, weight_type=QuantType.QInt8)
-def speed(p):
-    opts = ort.SessionOptions(); opts.intra_op_num_threads = THREADS; opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"])
-    def run():
-        past = np.zeros((L, 2, 1, H, 0, D), np.float32)
-        x = ids
-        for _ in range(NEW):
-            total = past.shape[4] + x.shape[1]
-            logits, past = sess.run(None, {"input_ids": x, "position_ids": np.arange(total - x.shape[1], total)[None],
-                                           "attention_mask": np.ones((1, total), np.int64), "past": past})
-            x = logits.argmax(-1)[:, None].astype(np.int64)
-    run()
-    t = time.perf_counter(); run(); return NEW / (time.perf_counter() - t)
-report(fp32_tok_s=speed(path), int8_tok_s=speed(q8), fp32_bytes=os.path.getsize(path), int8_bytes=os.path.getsize(q8))
+report(fp32_tok_s=ort_greedy(path), int8_tok_s=ort_greedy(q8), fp32_bytes=os.path.getsize(path),
+       int8_bytes=os.path.getsize(q8))
 """,
 }
 

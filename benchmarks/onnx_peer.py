@@ -1,0 +1,48 @@
+"""Shared by decode.py and export.py: subprocess code exporting transformers' GPT-2 to ONNX with past.
+
+EXPORT defines `path` (the .onnx file), `L, H, D` and `ort_greedy(path)` -> tok/s (greedy loop with
+past, NEW tokens after `ids`); it expects COMMON's NEW, THREADS and ids.
+"""
+
+EXPORT = """
+import tempfile, torch, transformers, onnxruntime as ort
+torch.set_num_threads(THREADS)
+cfg = transformers.GPT2Config()
+model = transformers.GPT2LMHeadModel(cfg).eval()
+L, H, D = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
+class WithPast(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__(); self.m = m
+    def forward(self, input_ids, position_ids, attention_mask, past):
+        cache = transformers.DynamicCache()
+        for i in range(L):
+            cache.update(past[i, 0], past[i, 1], i)
+        out = self.m(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                     past_key_values=cache, use_cache=True)
+        kv = out.past_key_values
+        present = torch.stack([torch.stack([kv.layers[i].keys, kv.layers[i].values]) for i in range(L)])
+        return out.logits[:, -1], present
+tmp = tempfile.mkdtemp()
+path = os.path.join(tmp, "gpt2_past.onnx")
+auto = torch.export.Dim.AUTO
+example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6, dtype=torch.long),
+           torch.zeros(L, 2, 1, H, 2, D))
+torch.onnx.export(WithPast(model), example, path, dynamo=True, input_names=["input_ids", "position_ids",
+                  "attention_mask", "past"], output_names=["logits", "present"],
+                  dynamic_shapes=({1: auto}, {1: auto}, {1: auto}, {4: auto}), external_data=False)
+def ort_greedy(onnx_path, repeats=1):
+    opts = ort.SessionOptions(); opts.intra_op_num_threads = THREADS; opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
+    def run():
+        past = np.zeros((L, 2, 1, H, 0, D), np.float32)
+        x = ids
+        for _ in range(NEW):
+            total = past.shape[4] + x.shape[1]
+            logits, past = sess.run(None, {"input_ids": x, "position_ids": np.arange(total - x.shape[1], total)[None],
+                                           "attention_mask": np.ones((1, total), np.int64), "past": past})
+            x = logits.argmax(-1)[:, None].astype(np.int64)
+    run()  # warm-up
+    return NEW / min(_timed(run) for _ in range(repeats))
+def _timed(fn):
+    t = time.perf_counter(); fn(); return time.perf_counter() - t
+"""
