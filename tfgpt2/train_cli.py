@@ -58,8 +58,10 @@ def run(args):
     keras.utils.set_random_seed(args.seed)
     texts = training.builtin_texts() if args.builtin_data else training.read_texts(args.data)
     if args.model:
+        from tfgpt2.cli import _tokenizer_for
+
         model = TFGPT2LMHeadModel.from_pretrained(args.model)
-        tok = GPT2Tokenizer.from_pretrained(args.model) if _has_tokenizer(args.model) else GPT2Tokenizer()
+        tok = _tokenizer_for(args.model, GPT2Tokenizer)
     else:
         tok = GPT2Tokenizer()
         model = TFGPT2LMHeadModel(GPT2Config(n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
@@ -93,10 +95,6 @@ def run(args):
     last = history["eval"][-1] if history["eval"] else {}
     print(f"done in {time.time() - start:.0f} s: held-out perplexity {last.get('perplexity', float('nan')):.1f}; "
           f"saved {args.out} (HF format) and {os.path.join(args.out, 'loss.png')}")
-
-
-def _has_tokenizer(path):
-    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, n)) for n in ("vocab.json", "tokenizer.json"))
 
 
 def _recorder(model, held_out, history):
