@@ -11,15 +11,13 @@ throughput, and the fp32 bandwidth bound (weight bytes per token / measured GEMV
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from onnx_peer import EXPORT  # noqa: E402
+from peers import EXPORT, run_system  # noqa: E402
 
 COMMON = """
 import json, os, sys, time
@@ -107,15 +105,8 @@ report(gb_s=W.nbytes / dt / 1e9)
 
 
 def run(name, args, python=sys.executable):
-    code = textwrap.dedent(COMMON.format(new=args.new, prompt=args.prompt, threads=args.threads)) + \
-        textwrap.dedent(SYSTEMS[name])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(args.threads),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=3000)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]}
+    common = COMMON.format(new=args.new, prompt=args.prompt, threads=args.threads)
+    return run_system(common, SYSTEMS[name], args.threads, python)
 
 
 def main():

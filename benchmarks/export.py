@@ -11,15 +11,12 @@ prompt pass, best of 3 runs, for every system alike; prefill time is printed apa
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from onnx_peer import EXPORT  # noqa: E402
+from peers import EXPORT, run_system  # noqa: E402
 
 COMMON = """
 import json, os, resource, sys, tempfile, time
@@ -116,14 +113,7 @@ report(fp32_tok_s=ort_greedy(path, repeats=3, decode_only=True), int8_tok_s=ort_
 
 
 def run(code, args):
-    code = textwrap.dedent(COMMON.format(new=args.new, prompt=args.prompt, threads=args.threads)) + textwrap.dedent(code)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(args.threads),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3600)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    return run_system(COMMON.format(new=args.new, prompt=args.prompt, threads=args.threads), code, args.threads)
 
 
 def main():

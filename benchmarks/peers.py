@@ -1,8 +1,29 @@
-"""Shared by decode.py and export.py: subprocess code exporting transformers' GPT-2 to ONNX with past.
+"""Shared by decode.py and export.py: running one system in a subprocess, and the ONNX peer.
 
-EXPORT defines `path` (the .onnx file), `L, H, D` and `ort_greedy(path)` -> tok/s (greedy loop with
+`run_system(common, code, threads)` runs COMMON + a system's code in a fresh interpreter and returns
+the dict it printed after "RESULT ". EXPORT (ONNX export of transformers' GPT-2 with past) defines `path` (the .onnx file), `L, H, D` and `ort_greedy(path)` -> tok/s (greedy loop with
 past, NEW tokens after `ids`); it expects COMMON's NEW, THREADS and ids.
 """
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_system(common, code, threads, python=sys.executable, timeout=3600):
+    code = textwrap.dedent(common) + textwrap.dedent(code)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads),
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+
 
 EXPORT = """
 import tempfile, torch, transformers, onnxruntime as ort
