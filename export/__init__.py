@@ -1,5 +1,5 @@
-"""tfgpt2.export: the SavedModel / TFLite export pipeline (installed from export/ by setup.py).
+"""tfgpt2.export: SavedModel (TF Serving) and TFLite (LiteRT) export, installed from export/ by setup.py.
 
-The pipeline itself (build / convert / verify) is tracked as issue #5; this package exists so
-`tfgpt2.export` is the import path from the first release on and never a global `export`.
+build: saved_model, text_serving, tflite (+ tied, int4); verify: verify (+ cache_host); the
+whole pipeline with model.json and the report: pipeline.
 """

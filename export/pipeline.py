@@ -123,7 +123,7 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
         for name, entry in files.items():
             path = os.path.join(tmp, name)
             entry["signatures"] = verify.signature_contract(path)
-            entry["decode_tok_s"] = verify.decode_speed(path, prefill_len)
+            entry["decode_tok_s"] = verify.decode_speed(path)
             if held_out is not None:
                 entry["fidelity"] = verify.fidelity(model, path, np.asarray(held_out, np.int32), prefill_len)
         write_contract(tmp, model.config, files, max_seq_len, prefill_len)

@@ -10,7 +10,7 @@ transposed, so both attention matmuls read the cache without a transpose), plus
 - `decode(token_id[1], cache_mask, k_i, vt_i) -> logits[1, V], new_k, new_v`, `new_k`/`new_v`
   `(n_layer, n_head, head_dim)`: the token attends to the cache plus itself; the caller writes
   new_k[i] into k_i[0, :, slot, :] and new_v[i] into vt_i[0, :, :, slot], sets cache_mask[0, slot]=1
-  and moves to the next slot (`CacheHost` below does exactly that; so does the Kotlin app).
+  and moves to the next slot (`cache_host.CacheHost` does exactly that; so does the Kotlin app).
 The graph never copies the cache: a design that passed it in and out and wrote it with
 DYNAMIC_UPDATE_SLICE measured 22.7 int8 tok/s at 124M with 256 slots; this one 73 (LiteRT, 2 threads).
 Ids are clamped to [0, vocab) inside the graph (TFLite has no asserts); callers validate first.
@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgpt2.cache import MASKED, KVCache
+from tfgpt2.export.cache_host import CacheHost
 from tfgpt2.generation import Decoder
 from tfgpt2.modeling import lm_logits
 
@@ -81,57 +82,6 @@ class LiteGPT2(tf.Module):
             new_v.append(tf.reshape(v, (H, D)))
         logits = lm_logits(self.model, main.ln_f(x))[:, -1]  # (1, V)
         return {"logits": logits, "new_k": tf.stack(new_k), "new_v": tf.stack(new_v)}  # (L, nh, hs)
-
-
-class CacheHost:
-    """The caller's side of the contract: builds inputs, keeps the cache, writes new entries.
-
-    `run_prefill(**inputs)` / `run_decode(**inputs)` return dicts of arrays (a LiteRT signature
-    runner, or the tf.functions above). The Kotlin app's LiteRtCausalLm does the same.
-    """
-
-    def __init__(self, run_prefill, run_decode, n_layer, max_seq_len, prefill_len):
-        self.run_prefill, self.run_decode = run_prefill, run_decode
-        self.n_layer, self.max_seq_len, self.prefill_len = n_layer, max_seq_len, prefill_len
-        self.slot = None
-
-    @property
-    def capacity_left(self):
-        return 0 if self.slot is None else self.max_seq_len - self.slot
-
-    def prefill_inputs(self, prompt):
-        P = self.prefill_len
-        if not 0 < len(prompt) <= P:
-            raise ValueError(f"prefill takes 1..{P} ids, got {len(prompt)}; decode the rest one by one")
-        ids, mask = np.zeros((1, P), np.int32), np.zeros((1, P), np.int32)
-        ids[0, P - len(prompt):], mask[0, P - len(prompt):] = prompt, 1
-        return {"input_ids": ids, "attention_mask": mask}
-
-    def prefill(self, prompt):
-        out = self.run_prefill(**self.prefill_inputs(prompt))
-        self.mask = np.array(out["cache_mask"], np.int32)
-        self.k = [np.array(out[f"k_{i}"]) for i in range(self.n_layer)]
-        self.vt = [np.array(out[f"vt_{i}"]) for i in range(self.n_layer)]
-        self.slot = self.prefill_len
-        return np.asarray(out["logits"])[0]
-
-    def decode_inputs(self, token):
-        if self.capacity_left <= 0:
-            raise ValueError(f"the KV cache is full ({self.max_seq_len} slots); export with a larger --max-seq-len")
-        inputs = {"token_id": np.array([token], np.int32), "cache_mask": self.mask}
-        inputs.update({f"k_{i}": k for i, k in enumerate(self.k)})
-        inputs.update({f"vt_{i}": vt for i, vt in enumerate(self.vt)})
-        return inputs
-
-    def decode(self, token):
-        out = self.run_decode(**self.decode_inputs(token))
-        new_k, new_v = np.asarray(out["new_k"]), np.asarray(out["new_v"])  # (L, nh, hs)
-        for i in range(self.n_layer):
-            self.k[i][0, :, self.slot, :] = new_k[i]
-            self.vt[i][0, :, :, self.slot] = new_v[i]
-        self.mask[0, self.slot] = 1
-        self.slot += 1
-        return np.asarray(out["logits"])[0]
 
 
 def representative_dataset(model, blocks, max_seq_len, prefill_len, decode_steps=4):

@@ -68,16 +68,8 @@ def run(args):
         with open(os.path.join(args.export_dir, "model.json"), encoding="utf-8") as f:
             contract = json.load(f)
         for name in contract["models"]:
-            session = verify.lite_session(os.path.join(args.export_dir, name), args.threads)
-            n = min(args.new, session.max_seq_len - session.prefill_len)
-            prompt = ids[0, -session.prefill_len:]
-            for _ in range(2):  # warm-up, then timed
-                logits = session.prefill(prompt)
-                start = time.perf_counter()
-                for _ in range(n):
-                    logits = session.decode(int(np.argmax(logits)))
-                elapsed = time.perf_counter() - start
-            results[f"LiteRT {name}"] = n / elapsed
+            rate = verify.decode_speed(os.path.join(args.export_dir, name), steps=args.new, threads=args.threads)
+            results[f"LiteRT {name}"] = rate
     if args.json:
         print(json.dumps(results))
     else:

@@ -187,12 +187,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def check_demo(args):
-    if args.epochs < 1 or args.steps < args.epochs:
-        raise ValueError(f"--steps ({args.steps}) must be >= --epochs ({args.epochs}) >= 1")
+    from tfgpt2.train_cli import check_schedule_and_shape
+
+    check_schedule_and_shape(args)
     if args.seq_len < 8:
         raise ValueError(f"--seq-len must be >= 8, got {args.seq_len}")
-    if args.n_embd % args.n_head:
-        raise ValueError(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
     if args.lr <= 0 or args.max_new_tokens < 1:
         raise ValueError("--lr must be > 0 and --max-new-tokens >= 1")
 

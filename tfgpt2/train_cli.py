@@ -33,15 +33,20 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
 
 
+def check_schedule_and_shape(args):
+    """The checks `train` and `demo` share: steps/epochs and a head count that divides n_embd."""
+    if args.epochs < 1 or args.steps < args.epochs:
+        raise ValueError(f"--steps ({args.steps}) must be >= --epochs ({args.epochs}) >= 1")
+    if args.n_embd % args.n_head:
+        raise ValueError(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
+
+
 def check(args):
     if not args.data and not args.builtin_data:
         raise ValueError("pass --data FILES_OR_DIRS, or --builtin-data to train on Python's documentation")
-    if args.steps < args.epochs or args.epochs < 1:
-        raise ValueError(f"--steps ({args.steps}) must be >= --epochs ({args.epochs}) >= 1")
+    check_schedule_and_shape(args)
     if not 0 < args.eval_fraction < 0.5:
         raise ValueError(f"--eval-fraction must be in (0, 0.5), got {args.eval_fraction}")
-    if args.n_embd % args.n_head:
-        raise ValueError(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
     backup = os.path.join(args.out, "checkpoints")
     if os.path.exists(os.path.join(args.out, "config.json")) and not args.resume:
         raise FileExistsError(f"{args.out} already holds a model; pick another --out (or --resume a run)")
