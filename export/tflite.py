@@ -69,7 +69,7 @@ class LiteGPT2(tf.Module):
         new_k, new_v = [], []
         for i, block in enumerate(main.h):
             attn = block.attn
-            q, k, v = tf.split(attn.c_attn(block.ln_1(x)), 3, axis=-1)  # 3 x (1, 1, C)
+            q, k, v = attn.c_attn(block.ln_1(x), split=True)  # 3 x (1, 1, C)
             q, k, v = (tf.reshape(t, (1, H, 1, D)) for t in (q, k, v))  # (1, nh, 1, hs)
             q = q * attn.scale
             scores = tf.concat([tf.matmul(q, ks[i], transpose_b=True) + bias,  # (1, nh, 1, S)

@@ -43,7 +43,7 @@ def model_weights(model):
             out[p + name + ".bias"] = (norm.beta, False)
         for name, dense in (("attn.c_attn", block.attn.c_attn), ("attn.c_proj", block.attn.c_proj),
                             ("mlp.c_fc", block.mlp.c_fc), ("mlp.c_proj", block.mlp.c_proj)):
-            out[p + name + ".weight"] = (dense.kernel, False)
+            out[p + name + ".weight"] = (dense.hf_kernel, False)
             out[p + name + ".bias"] = (dense.bias, False)
     out.update(model.head_weights())
     return out
