@@ -14,11 +14,11 @@ import textwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_system(common, code, threads, python=sys.executable, timeout=3600):
+def run_system(common, code, threads, python=sys.executable, timeout=3600, argv=()):
     code = textwrap.dedent(common) + textwrap.dedent(code)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    proc = subprocess.run([python, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])

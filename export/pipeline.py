@@ -15,6 +15,7 @@ import resource
 import shutil
 import tempfile
 import time
+import zipfile
 
 import numpy as np
 
@@ -49,7 +50,26 @@ def load_model(src):
     return TFGPT2LMHeadModel.from_pretrained(src)
 
 
-def check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
+def source_config(src):
+    """The GPT2Config of a model, HF dir/hub id or .keras file, without loading weights."""
+    from tfgpt2 import GPT2Config
+    from tfgpt2.hub import resolve
+
+    if hasattr(src, "config"):
+        return src.config
+    if src.endswith(".keras"):
+        if not os.path.exists(src):
+            raise FileNotFoundError(f"{src} does not exist; pass a .keras file saved with model.save().")
+        with zipfile.ZipFile(src) as archive:
+            saved = json.loads(archive.read("config.json"))
+        if "config" not in saved.get("config", {}):
+            raise ValueError(f"{src} does not hold a tfgpt2 model (its config has no GPT2Config); "
+                             "save a TFGPT2LMHeadModel with model.save('m.keras').")
+        return GPT2Config.from_dict(saved["config"]["config"])
+    return GPT2Config.from_pretrained(src if os.path.isdir(src) else resolve(src))
+
+
+def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
     unknown = [q for q in quantize if q not in RECIPES]
     if unknown or not quantize:
         raise ValueError(f"unknown quantization recipe(s) {unknown or quantize}; choose from {', '.join(RECIPES)}.")
@@ -64,7 +84,7 @@ def check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len, cal
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write into {parent}; choose an --out in a writable directory.")
-    n = model.config.n_positions
+    n = config.n_positions
     if not 0 < prefill_len < max_seq_len <= n:
         raise ValueError(f"need 0 < prefill_len ({prefill_len}) < max_seq_len ({max_seq_len}) <= the model's "
                          f"n_positions ({n}); lower --max-seq-len or --prefill-len.")
@@ -82,44 +102,53 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
            held_out=None, calibration=None, text_signature=False, log=print):
     """Runs every stage; returns the report dict.
 
-    `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for int8-full;
-    `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF Text ops).
+    `src`: HF dir/hub id, `.keras` file or a model. Each .tflite is converted in a child process
+    (`export/worker.py`) before this process loads the model, so the converter's memory and the
+    model's are never held at once. `held_out`: (N, T) int ids for fidelity numbers;
+    `calibration`: (N, T) ids of text for int8-full; `text_signature`: also write
+    DIR/saved_model_text/1 with `generate_text` (needs TF Text ops).
     """
     from tfgpt2 import GPT2Tokenizer
-    from tfgpt2.export import int4, saved_model, tflite, tied, verify
+    from tfgpt2.export import saved_model, verify, worker
 
-    model = src if hasattr(src, "config") else load_model(src)
     quantize = list(quantize)
-    check_targets(model, out, quantize, overwrite, max_seq_len, prefill_len, calibration)
+    check_targets(source_config(src), out, quantize, overwrite, max_seq_len, prefill_len, calibration)
     tmp = tempfile.mkdtemp(prefix=".tfgpt2-export-", dir=os.path.dirname(os.path.abspath(out)))
+    scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
     start = time.time()
     try:
-        stages = 2 + len(quantize)
-        log(f"[1/{stages}] SavedModel for TF Serving")
+        stages, files, tree_peaks = 2 + len(quantize), {}, []
+        os.makedirs(scratch)
+        source = src
+        if hasattr(src, "config"):  # the children load the model from disk
+            source = os.path.join(scratch, "model")
+            src.save_pretrained(source)
+        calibration_path = None
+        if "int8-full" in quantize:
+            calibration_path = os.path.join(scratch, "calibration.npy")
+            np.save(calibration_path, np.asarray(calibration, np.int32))
+        for i, recipe in enumerate(quantize, 1):
+            log(f"[{i}/{stages}] TFLite {recipe} (converted in a child process)")
+            name = f"gpt2_{recipe}.tflite"
+            result = worker.convert_in_child(source, recipe, os.path.join(tmp, name), max_seq_len, prefill_len,
+                                             calibration_path)
+            tree_peaks.append(result.pop("tree_peak_rss_gb"))
+            files[name] = {"recipe": recipe, **result}
+        shutil.rmtree(scratch)
+        model = src if hasattr(src, "config") else load_model(src)
+        log(f"[{len(quantize) + 1}/{stages}] SavedModel for TF Serving")
         saved_model.build(model, os.path.join(tmp, "saved_model", "1"))
         if text_signature:
             from tfgpt2.export import text_serving
 
-            log(f"[1/{stages}] SavedModel with generate_text (text in/out; needs TF Text ops: "
+            log(f"[{len(quantize) + 1}/{stages}] SavedModel with generate_text (text in/out; needs TF Text ops: "
                 f"{', '.join(text_serving.REQUIRED_OPS)})")
             text_serving.build(model, os.path.join(tmp, "saved_model_text", "1"))
-        files = {}
-        for i, recipe in enumerate(quantize, 2):
-            log(f"[{i}/{stages}] TFLite {recipe}")
-            if recipe == "int4":
-                flat, shared = int4.convert(model, max_seq_len, prefill_len)
-            else:
-                flat = tflite.convert(model, max_seq_len, prefill_len,
-                                      **recipe_kwargs(recipe, model, calibration, max_seq_len, prefill_len))
-                flat, shared = tied.share_tied_embedding(flat) if recipe.startswith("int8") else (flat, 0)
-            name = f"gpt2_{recipe}.tflite"
-            with open(os.path.join(tmp, name), "wb") as f:
-                f.write(flat)
-            files[name] = {"recipe": recipe, "bytes": len(flat), "tied_embedding_bytes_saved": shared}
-        conversion_s, peak_gb = time.time() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         log(f"[{stages}/{stages}] tokenizer, model.json, verification")
         GPT2Tokenizer().save_pretrained(os.path.join(tmp, "tokenizer"))
-        report = {"conversion_seconds": conversion_s, "peak_rss_gb": peak_gb, "files": files}
+        report = {"conversion_seconds": time.time() - start, "peak_rss_gb": max([parent_peak, *tree_peaks]),
+                  "exporting_process_peak_rss_gb": parent_peak, "files": files}
         for name, entry in files.items():
             path = os.path.join(tmp, name)
             entry["signatures"] = verify.signature_contract(path)

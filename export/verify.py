@@ -123,7 +123,11 @@ def write_report(out_dir, report):
         lines.append(f"| {name} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', float('nan')):.2e} | "
                      f"{100 * fid.get('top1_agreement', float('nan')):.2f} % | {fid.get('perplexity', float('nan')):.2f} "
                      f"({fid.get('keras_perplexity', float('nan')):.2f}) | {r.get('decode_tok_s', float('nan')):.1f} |")
-    lines += ["", f"conversion: {report['conversion_seconds']:.1f} s, peak RSS {report['peak_rss_gb']:.2f} GB"]
+    lines += ["", f"export: {report['conversion_seconds']:.1f} s; peak RSS {report['peak_rss_gb']:.2f} GB (process tree: "
+              f"a conversion child + the exporting process; the exporting process alone "
+              f"{report['exporting_process_peak_rss_gb']:.2f} GB)", "", "| file | conversion s | child peak RSS GB |",
+              "|---|---:|---:|"]
+    lines += [f"| {name} | {r['seconds']:.1f} | {r['peak_rss_gb']:.2f} |" for name, r in report["files"].items()]
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 

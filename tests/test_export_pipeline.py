@@ -78,15 +78,29 @@ def test_bad_targets_leave_nothing(hf_checkpoints, tmp_path, kwargs, error, matc
     assert sorted(os.listdir(tmp_path)) == before
 
 
-def test_failure_mid_way_leaves_no_partial_dir(hf_checkpoints, tmp_path, monkeypatch):
+def test_failure_in_the_conversion_child_leaves_no_partial_dir(hf_checkpoints, tmp_path):
+    import shutil
+
     _, path = hf_checkpoints["small-gelu_new"]
-    from tfgpt2.export import tflite
+    broken = tmp_path / "src"
+    shutil.copytree(path, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # config reads fine; the child fails to load weights
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="int8 conversion failed in its child process"):
+        pipeline.export(str(broken), str(out), quantize=["int8"], max_seq_len=24, prefill_len=8, log=lambda *_: None)
+    assert sorted(os.listdir(tmp_path)) == ["src"]
+
+
+def test_failure_after_conversion_leaves_no_partial_dir(hf_checkpoints, tmp_path, monkeypatch):
+    _, path = hf_checkpoints["small-gelu_new"]
+    from tfgpt2.export import saved_model
 
     def boom(*args, **kwargs):
-        raise RuntimeError("converter crashed")
+        raise RuntimeError("SavedModel writer crashed")
 
-    monkeypatch.setattr(tflite, "convert", boom)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(saved_model, "build", boom)
+    with pytest.raises(RuntimeError, match="crashed"):
         pipeline.export(path, str(tmp_path / "out"), max_seq_len=24, prefill_len=8, log=lambda *_: None)
     assert os.listdir(tmp_path) == []
 
@@ -99,7 +113,7 @@ def test_cli_export(hf_checkpoints, tmp_path):
     ok = run("--model", path, "--out", str(tmp_path / "e"), "--quantize", "fp16", "--max-seq-len", "16",
              "--prefill-len", "4")
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "[1/3] SavedModel" in ok.stdout and os.path.exists(tmp_path / "e" / "gpt2_fp16.tflite")
+    assert "[2/3] SavedModel" in ok.stdout and os.path.exists(tmp_path / "e" / "gpt2_fp16.tflite")
     bad = run("--model", path, "--out", str(tmp_path / "e"))
     assert bad.returncode == 2 and "--overwrite" in bad.stderr
 
