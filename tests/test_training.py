@@ -156,3 +156,23 @@ def test_mirrored_strategy_first_step_loss_matches_single_device():
     print(f"first-step loss: single device {single}, MirroredStrategy x{replicas} {mirrored}")
     assert int(replicas) == 2
     assert abs(float(single) - float(mirrored)) <= 1e-5, (single, mirrored)
+
+
+def test_random_init_draws_every_weight_independently():
+    """Training from scratch needs distinct q/k/v and c_fc blocks (identical blocks get identical
+    gradients and never diverge), and wpe must not be a copy of wte's first rows; HF's init draws
+    every tensor independently with std initializer_range (c_proj scaled by 1/sqrt(2 n_layer))."""
+    cfg = GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100, n_positions=16)
+    model = TFGPT2LMHeadModel(cfg)
+    model(np.zeros((1, 2), np.int32))
+    t = model.transformer
+    tensors = [t.wte.embeddings.numpy()[:16], t.wpe.embeddings.numpy()]
+    for block in t.h:
+        for conv in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+            tensors += [k.numpy() for k in conv.kernels]
+    firsts = [x.ravel()[:64] for x in tensors]
+    for i in range(len(firsts)):
+        for j in range(i):
+            assert not np.allclose(firsts[i], firsts[j]), (i, j)
+    c_fc = t.h[0].mlp.c_fc.hf_kernel.numpy()  # (in, out)
+    assert c_fc.shape == (32, 128) and abs(c_fc.std() - cfg.initializer_range) < 0.2 * cfg.initializer_range

@@ -23,7 +23,7 @@ class Conv1D(keras.layers.Layer):
 
     The weight is kept as PyTorch-`Linear`-layout `(out, in)` blocks of at most `in` rows
     (`kernel_0`, `kernel_1`, ...: q/k/v for `c_attn`, four for `c_fc`). Decoding one token is a
-    matrix-vector product per weight, and XLA on CPU runs those ~1.4x faster on independent
+    matrix-vector product per weight, and XLA on CPU runs those ~1.3x faster on independent
     `(out, in)` blocks than on one `(in, out)` matrix (benchmarks/decode.py). `hf_kernel` is the
     checkpoint-layout view used by weight loading and saving.
     """
@@ -36,8 +36,9 @@ class Conv1D(keras.layers.Layer):
     def build(self, input_shape):
         fan_in = int(input_shape[-1])
         blocks = self.units // fan_in if self.units > fan_in and self.units % fan_in == 0 else 1
-        init = keras.initializers.RandomNormal(stddev=self.stddev)
-        self.kernels = [self.add_weight(name=f"kernel_{j}", shape=(self.units // blocks, fan_in), initializer=init)
+        # one initializer per block: an unseeded Keras initializer called twice returns the same values
+        self.kernels = [self.add_weight(name=f"kernel_{j}", shape=(self.units // blocks, fan_in),
+                                        initializer=keras.initializers.RandomNormal(stddev=self.stddev))
                         for j in range(blocks)]  # blocks x (out / blocks, in)
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
         self.hf_kernel = HFKernel(self)

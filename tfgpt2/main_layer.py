@@ -21,9 +21,10 @@ class TFGPT2MainLayer(keras.layers.Layer):
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        init = keras.initializers.RandomNormal(stddev=config.initializer_range)
-        self.wte = keras.layers.Embedding(config.vocab_size, config.n_embd, embeddings_initializer=init, name="wte")
-        self.wpe = keras.layers.Embedding(config.n_positions, config.n_embd, embeddings_initializer=init, name="wpe")
+        # one initializer each: an unseeded Keras initializer reused gives wpe = wte[:n_positions]
+        init = lambda: keras.initializers.RandomNormal(stddev=config.initializer_range)  # noqa: E731
+        self.wte = keras.layers.Embedding(config.vocab_size, config.n_embd, embeddings_initializer=init(), name="wte")
+        self.wpe = keras.layers.Embedding(config.n_positions, config.n_embd, embeddings_initializer=init(), name="wpe")
         self.drop = keras.layers.Dropout(config.embd_pdrop)
         self.h = [Block(config, i, name=f"h.{i}") for i in range(config.n_layer)]
         self.ln_f = keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon, name="ln_f")
