@@ -36,15 +36,13 @@ def int8_embedding(model):
         del layer.embed
 
 
-def convert(model, max_seq_len, prefill_len):
-    """int4 TFLite bytes: float export with an int8 embedding, then int4 channelwise weights."""
+def quantize(flat):
+    """(int4 flatbuffer bytes, bytes saved by sharing buffers) from a float flatbuffer."""
     try:
         from ai_edge_quantizer import quantizer, recipe
     except ImportError as e:
         raise ImportError("the int4 recipe needs ai-edge-quantizer: pip install ai-edge-quantizer") from e
-    from tfgpt2.export import tflite, tied
+    from tfgpt2.export import tied
 
-    with int8_embedding(model):
-        flat = tflite.convert(model, max_seq_len, prefill_len)
     result = quantizer.Quantizer(flat, recipe.dynamic_wi4_afp32()).quantize(enable_progress_report=False)
     return tied.dedupe_buffers(bytes(result.quantized_model))

@@ -109,32 +109,40 @@ def representative_dataset(model, blocks, max_seq_len, prefill_len, decode_steps
     return samples
 
 
-def convert(model, max_seq_len=256, prefill_len=64, optimizations=None, representative_dataset=None,
-            target_types=None):
-    """TFLite flatbuffer bytes for `model`, builtin ops only.
+def write_archive(model, directory, max_seq_len=256, prefill_len=64):
+    """The `prefill`/`decode` SavedModel the converter reads, written with a Keras `ExportArchive`.
 
-    Goes through a Keras `ExportArchive` SavedModel, which stores Keras 3 variables so the
-    converter freezes them from the checkpoint (a plain tf.Module SavedModel left them as
-    VAR_HANDLEs that LiteRT read as garbage, measured).
+    ExportArchive stores Keras 3 variables so the converter freezes them from the checkpoint (a
+    plain tf.Module SavedModel left them as VAR_HANDLEs that LiteRT read as garbage, measured).
     """
-    import tempfile
-
     import keras
 
     module = LiteGPT2(model, max_seq_len, prefill_len)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name in ("prefill", "decode"):
+        fn = getattr(module, name)
+        archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
+    archive.write_out(directory, verbose=False)
+
+
+def convert_archive(directory, optimizations=None, representative_dataset=None, target_types=None):
+    """TFLite flatbuffer bytes from `write_archive`'s SavedModel, builtin ops only."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["prefill", "decode"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if optimizations:
+        converter.optimizations = optimizations
+    if representative_dataset is not None:
+        converter.representative_dataset = representative_dataset
+    if target_types:
+        converter.target_spec.supported_types = target_types
+    return converter.convert()
+
+
+def convert(model, max_seq_len=256, prefill_len=64, **converter_options):
+    """TFLite flatbuffer bytes for `model` (`write_archive` + `convert_archive` in a temp dir)."""
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for name in ("prefill", "decode"):
-            fn = getattr(module, name)
-            archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
-        archive.write_out(tmp, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["prefill", "decode"])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if optimizations:
-            converter.optimizations = optimizations
-        if representative_dataset is not None:
-            converter.representative_dataset = representative_dataset
-        if target_types:
-            converter.target_spec.supported_types = target_types
-        return converter.convert()
+        write_archive(model, tmp, max_seq_len, prefill_len)
+        return convert_archive(tmp, **converter_options)

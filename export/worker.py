@@ -10,23 +10,37 @@ model + one converter (benchmarks/export.py prints it).
 prints one JSON line: bytes, tied_embedding_bytes_saved, peak_rss_gb, seconds.
 """
 
+import contextlib
+import gc
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 
 def convert_recipe(model, recipe, max_seq_len, prefill_len, calibration=None):
-    """(flatbuffer bytes, bytes saved by sharing the tied embedding) for one recipe."""
+    """(flatbuffer bytes, bytes saved by sharing buffers) for one recipe.
+
+    Drops `model` (a one-item list) once the SavedModel the converter reads is written, so the
+    converter's peak does not include the Keras model; int8-full keeps it to calibrate.
+    """
     from tfgpt2.export import int4, pipeline, tflite, tied
 
+    if recipe == "int8-full":
+        kwargs = pipeline.recipe_kwargs(recipe, model[0], calibration, max_seq_len, prefill_len)
+        return tied.share_tied_embedding(tflite.convert(model[0], max_seq_len, prefill_len, **kwargs))
+    with tempfile.TemporaryDirectory() as tmp:
+        with int4.int8_embedding(model[0]) if recipe == "int4" else contextlib.nullcontext():
+            tflite.write_archive(model[0], tmp, max_seq_len, prefill_len)
+        model.clear()
+        gc.collect()
+        flat = tflite.convert_archive(tmp, **({} if recipe == "int4" else pipeline.recipe_kwargs(recipe)))
     if recipe == "int4":
-        return int4.convert(model, max_seq_len, prefill_len)
-    kwargs = pipeline.recipe_kwargs(recipe, model, calibration, max_seq_len, prefill_len)
-    flat = tflite.convert(model, max_seq_len, prefill_len, **kwargs)
-    return tied.share_tied_embedding(flat) if recipe.startswith("int8") else (flat, 0)
+        return int4.quantize(flat)
+    return tied.share_tied_embedding(flat) if recipe == "int8" else (flat, 0)
 
 
 def rss_gb():
@@ -61,8 +75,7 @@ def main(argv):
     src, recipe, out_path, max_seq_len, prefill_len = argv[:5]
     calibration = np.load(argv[5]) if len(argv) > 5 else None
     start = time.time()
-    model = load_model(src)
-    flat, shared = convert_recipe(model, recipe, int(max_seq_len), int(prefill_len), calibration)
+    flat, shared = convert_recipe([load_model(src)], recipe, int(max_seq_len), int(prefill_len), calibration)
     with open(out_path, "wb") as f:
         f.write(flat)
     print(json.dumps({"bytes": len(flat), "tied_embedding_bytes_saved": shared, "seconds": time.time() - start,

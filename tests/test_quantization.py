@@ -65,3 +65,18 @@ def test_int8_full_needs_calibration(tmp_path):
     with pytest.raises(ValueError, match="--calibration-text"):
         pipeline.export(model, str(tmp_path / "x"), quantize=["int8-full"], max_seq_len=SEQ, prefill_len=PREFILL)
     assert not (tmp_path / "x").exists()
+
+
+def test_weights_have_the_recipes_types(exported):
+    """Each recipe stores its block weights in its own type (int4 must not fall back to int8)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    _, out, _ = exported
+    types = schema.TensorType
+    expected = {"fp32": types.FLOAT32, "fp16": types.FLOAT16, "int8": types.INT8, "int4": types.INT4}
+    for recipe, dtype in expected.items():
+        model = flatbuffer_utils.read_model(str(out / f"gpt2_{recipe}.tflite"))
+        kinds = {t.type for g in model.subgraphs for t in g.tensors
+                 if b"c_fc" in t.name and len(t.shape) == 2 and model.buffers[t.buffer].data is not None}
+        assert dtype in kinds, (recipe, kinds)
