@@ -3,8 +3,8 @@
     pip install ".[bench]" && python benchmarks/export.py [--recipes fp32,fp16,int8,int4] [--threads 2]
 
 Each row runs in its own subprocess. tfgpt2 rows convert a saved 124M checkpoint the way
-`tfgpt2 export` does (in a child process that loads it; "conv. RSS" = the child's peak + the
-row's own RSS, i.e. the process tree), recipes with a 256-slot cache, greedy decode of 128 tokens after a 32-token
+`tfgpt2 export` does (a child loads it and writes the converter's SavedModel, a fresh child
+converts; "conv. RSS" = the larger child's peak + the row's own RSS, i.e. the process tree), recipes with a 256-slot cache, greedy decode of 128 tokens after a 32-token
 prompt in the LiteRT interpreter; in the same run ONNX Runtime GPT-2 with past (fp32, and dynamic
 int8 after quant_pre_process) and a "full window, no cache" int8 TFLite (the 2019 HF Android design:
 the whole window is recomputed every token). Decode tok/s = the NEW - 1 tokens after the
@@ -53,9 +53,10 @@ report(params=model.count_params())
 
 TFLITE = """
 from tfgpt2.export import worker
-# what `tfgpt2 export --model CKPT` does: the conversion runs in a child that loads the checkpoint
+# what `tfgpt2 export --model CKPT` does: a child loads the checkpoint and writes the converter's
+# SavedModel, a fresh child converts it
 path = os.path.join(tempfile.mkdtemp(), "m.tflite")
-r = worker.convert_in_child(sys.argv[1], "{recipe}", path, SLOTS, PROMPT)
+r = worker.convert_in_children(sys.argv[1], "{recipe}", path, SLOTS, PROMPT, tempfile.mkdtemp())
 tok_s, prefill_s = lite_greedy(path)
 report(bytes=r["bytes"], convert_s=r["seconds"], child_peak_rss_gb=r["peak_rss_gb"],
        convert_peak_rss_gb=r["tree_peak_rss_gb"], tok_s=tok_s, prefill_ms=prefill_s * 1000)

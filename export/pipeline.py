@@ -102,11 +102,12 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
            held_out=None, calibration=None, text_signature=False, log=print):
     """Runs every stage; returns the report dict.
 
-    `src`: HF dir/hub id, `.keras` file or a model. Each .tflite is converted in a child process
-    (`export/worker.py`) before this process loads the model, so the converter's memory and the
-    model's are never held at once. `held_out`: (N, T) int ids for fidelity numbers;
-    `calibration`: (N, T) ids of text for int8-full; `text_signature`: also write
-    DIR/saved_model_text/1 with `generate_text` (needs TF Text ops).
+    `src`: HF dir/hub id, `.keras` file or a model. Before this process loads the model, one child
+    process writes the SavedModels the converter reads and a fresh child converts each recipe
+    (`export/worker.py`), so no process holds the model and the converter at once.
+    `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for
+    int8-full; `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF
+    Text ops).
     """
     from tfgpt2 import GPT2Tokenizer
     from tfgpt2.export import saved_model, verify, worker
@@ -127,11 +128,17 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
         if "int8-full" in quantize:
             calibration_path = os.path.join(scratch, "calibration.npy")
             np.save(calibration_path, np.asarray(calibration, np.int32))
+        archives = os.path.join(scratch, "archives")
+        if any(r != "int8-full" for r in quantize):
+            log("       the converter's SavedModels (child process)")
+            tree_peaks.append(worker.run_child("archive", source, archives, max_seq_len, prefill_len,
+                                               *(["int4"] if "int4" in quantize else []))["tree_peak_rss_gb"])
         for i, recipe in enumerate(quantize, 1):
             log(f"[{i}/{stages}] TFLite {recipe} (converted in a child process)")
             name = f"gpt2_{recipe}.tflite"
-            result = worker.convert_in_child(source, recipe, os.path.join(tmp, name), max_seq_len, prefill_len,
-                                             calibration_path)
+            path = os.path.join(tmp, name)
+            result = worker.run_child("calibrated", source, path, max_seq_len, prefill_len, calibration_path) \
+                if recipe == "int8-full" else worker.run_child("convert", archives, recipe, path)
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
             files[name] = {"recipe": recipe, **result}
         shutil.rmtree(scratch)

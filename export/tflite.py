@@ -130,6 +130,9 @@ def convert_archive(directory, optimizations=None, representative_dataset=None, 
     """TFLite flatbuffer bytes from `write_archive`'s SavedModel, builtin ops only."""
     converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["prefill", "decode"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    # weights written after the flatbuffer by offset: one less copy while serialising (fp32 at 124M:
+    # converter peak 3.98 -> 3.40 GB, identical logits); LiteRT reads such files since TF 2.15
+    converter._experimental_use_buffer_offset = True
     if optimizations:
         converter.optimizations = optimizations
     if representative_dataset is not None:

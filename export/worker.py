@@ -1,46 +1,69 @@
-"""One TFLite conversion per child process, so the exporting process never holds the converter's memory.
+"""TFLite conversion in child processes, so no process holds the model and the converter at once.
 
-The TF converter needs ~2.5x the model's weights on top of the model itself (frozen constants,
-the MLIR module, the quantized copy, the flatbuffer). Converting in a child that loads the
-model from disk, while the parent has not loaded it yet, keeps the process tree's peak at one
-model + one converter (benchmarks/export.py prints it).
+The TF converter needs ~2.5x the model's weights (frozen constants, the MLIR module, the
+flatbuffer); a process that has loaded the Keras model does not give its memory back after
+`del model` (measured: 1.57 -> 1.50 GB at 124M). So one child loads the model and writes the
+SavedModels the converter reads, and each recipe is converted by a fresh child that never loads
+Keras weights (fp32 at 124M: 4.21 GB in one process, see benchmarks/export.py for the split).
 
-    python -m tfgpt2.export.worker SRC RECIPE OUT.tflite MAX_SEQ_LEN PREFILL_LEN [CALIBRATION.npy]
+    python -m tfgpt2.export.worker archive SRC DIR MAX_SEQ_LEN PREFILL_LEN [int4]
+    python -m tfgpt2.export.worker convert DIR RECIPE OUT.tflite
+    python -m tfgpt2.export.worker calibrated SRC OUT.tflite MAX_SEQ_LEN PREFILL_LEN CALIBRATION.npy
 
-prints one JSON line: bytes, tied_embedding_bytes_saved, peak_rss_gb, seconds.
+Each prints one JSON line (peak_rss_gb, seconds, and for conversions bytes and tied_embedding_bytes_saved).
+int8-full is `calibrated`: its representative dataset runs the float model during conversion.
 """
 
-import contextlib
-import gc
 import json
 import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 
-def convert_recipe(model, recipe, max_seq_len, prefill_len, calibration=None):
-    """(flatbuffer bytes, bytes saved by sharing buffers) for one recipe.
+def write_archives(src, directory, max_seq_len, prefill_len, int4=False):
+    """DIR/float (fp32, fp16, int8 read it) and with `int4` DIR/int4 (int8 embedding table)."""
+    from tfgpt2.export import int4 as int4_recipe
+    from tfgpt2.export import tflite
+    from tfgpt2.export.pipeline import load_model
 
-    Drops `model` (a one-item list) once the SavedModel the converter reads is written, so the
-    converter's peak does not include the Keras model; int8-full keeps it to calibrate.
-    """
+    model = load_model(src)
+    tflite.write_archive(model, os.path.join(directory, "float"), max_seq_len, prefill_len)
+    if int4:
+        with int4_recipe.int8_embedding(model):
+            tflite.write_archive(model, os.path.join(directory, "int4"), max_seq_len, prefill_len)
+    return {}
+
+
+def convert(directory, recipe, out_path):
+    """Converts one recipe from `write_archives`' SavedModels; writes `out_path`."""
     from tfgpt2.export import int4, pipeline, tflite, tied
 
-    if recipe == "int8-full":
-        kwargs = pipeline.recipe_kwargs(recipe, model[0], calibration, max_seq_len, prefill_len)
-        return tied.share_tied_embedding(tflite.convert(model[0], max_seq_len, prefill_len, **kwargs))
-    with tempfile.TemporaryDirectory() as tmp:
-        with int4.int8_embedding(model[0]) if recipe == "int4" else contextlib.nullcontext():
-            tflite.write_archive(model[0], tmp, max_seq_len, prefill_len)
-        model.clear()
-        gc.collect()
-        flat = tflite.convert_archive(tmp, **({} if recipe == "int4" else pipeline.recipe_kwargs(recipe)))
     if recipe == "int4":
-        return int4.quantize(flat)
-    return tied.share_tied_embedding(flat) if recipe == "int8" else (flat, 0)
+        flat, shared = int4.quantize(tflite.convert_archive(os.path.join(directory, "int4")))
+    else:
+        flat = tflite.convert_archive(os.path.join(directory, "float"), **pipeline.recipe_kwargs(recipe))
+        flat, shared = tied.share_tied_embedding(flat) if recipe == "int8" else (flat, 0)
+    return _write(out_path, flat, shared)
+
+
+def convert_calibrated(src, out_path, max_seq_len, prefill_len, calibration_path):
+    """int8-full: the converter calls the representative dataset, which runs the float model."""
+    import numpy as np
+
+    from tfgpt2.export import pipeline, tflite, tied
+
+    model = pipeline.load_model(src)
+    kwargs = pipeline.recipe_kwargs("int8-full", model, np.load(calibration_path), max_seq_len, prefill_len)
+    flat, shared = tied.share_tied_embedding(tflite.convert(model, max_seq_len, prefill_len, **kwargs))
+    return _write(out_path, flat, shared)
+
+
+def _write(path, flat, shared):
+    with open(path, "wb") as f:
+        f.write(flat)
+    return {"bytes": len(flat), "tied_embedding_bytes_saved": shared}
 
 
 def rss_gb():
@@ -49,37 +72,46 @@ def rss_gb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
 
 
-def convert_in_child(src, recipe, out_path, max_seq_len, prefill_len, calibration_path=None):
-    """Runs the conversion in `python -m tfgpt2.export.worker`; returns its JSON result.
-
-    `peak_rss_gb` is the child's peak; `tree_peak_rss_gb` adds what this process held meanwhile.
-    """
-    args = [sys.executable, "-m", "tfgpt2.export.worker", src, recipe, out_path, str(max_seq_len),
-            str(prefill_len)] + ([calibration_path] if calibration_path else [])
+def run_child(*args):
+    """Runs `python -m tfgpt2.export.worker ARGS`; its JSON result plus `tree_peak_rss_gb`
+    (the child's peak + what this process holds meanwhile)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "tfgpt2.export.worker", *map(str, args)],
+                          capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"TFLite {recipe} conversion failed in its child process (exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(f"TFLite export step `{' '.join(map(str, args[:2]))}` failed in its child process "
+                           f"(exit {proc.returncode}):\n{tail}")
     result = json.loads(lines[-1])
     result["tree_peak_rss_gb"] = result["peak_rss_gb"] + rss_gb()
     return result
 
 
+def convert_in_children(src, recipe, out_path, max_seq_len, prefill_len, scratch, calibration_path=None):
+    """One recipe end to end (archive child + conversion child); the peak is the larger one's."""
+    if recipe == "int8-full":
+        return run_child("calibrated", src, out_path, max_seq_len, prefill_len, calibration_path)
+    archive = run_child("archive", src, scratch, max_seq_len, prefill_len, *(["int4"] if recipe == "int4" else []))
+    result = run_child("convert", scratch, recipe, out_path)
+    result["tree_peak_rss_gb"] = max(result["tree_peak_rss_gb"], archive["tree_peak_rss_gb"])
+    result["archive_peak_rss_gb"] = archive["peak_rss_gb"]
+    return result
+
+
 def main(argv):
-    import numpy as np
-
-    from tfgpt2.export.pipeline import load_model
-
-    src, recipe, out_path, max_seq_len, prefill_len = argv[:5]
-    calibration = np.load(argv[5]) if len(argv) > 5 else None
     start = time.time()
-    flat, shared = convert_recipe([load_model(src)], recipe, int(max_seq_len), int(prefill_len), calibration)
-    with open(out_path, "wb") as f:
-        f.write(flat)
-    print(json.dumps({"bytes": len(flat), "tied_embedding_bytes_saved": shared, "seconds": time.time() - start,
-                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+    step, args = argv[0], argv[1:]
+    if step == "archive":
+        result = write_archives(args[0], args[1], int(args[2]), int(args[3]), int4=args[4:] == ["int4"])
+    elif step == "convert":
+        result = convert(*args)
+    elif step == "calibrated":
+        result = convert_calibrated(args[0], args[1], int(args[2]), int(args[3]), args[4])
+    else:
+        raise SystemExit(f"unknown step {step!r}; use archive, convert or calibrated")
+    result.update(seconds=time.time() - start, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

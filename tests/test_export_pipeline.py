@@ -87,7 +87,7 @@ def test_failure_in_the_conversion_child_leaves_no_partial_dir(hf_checkpoints, t
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # config reads fine; the child fails to load weights
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="int8 conversion failed in its child process"):
+    with pytest.raises(RuntimeError, match="`archive .*` failed in its child process"):
         pipeline.export(str(broken), str(out), quantize=["int8"], max_seq_len=24, prefill_len=8, log=lambda *_: None)
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
