@@ -109,8 +109,7 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
     int8-full; `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF
     Text ops).
     """
-    from tfgpt2 import GPT2Tokenizer
-    from tfgpt2.export import saved_model, verify, worker
+    from tfgpt2.export import verify, worker  # no TensorFlow in this process until the conversions are done
 
     quantize = list(quantize)
     check_targets(source_config(src), out, quantize, overwrite, max_seq_len, prefill_len, calibration)
@@ -142,6 +141,9 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
             files[name] = {"recipe": recipe, **result}
         shutil.rmtree(scratch)
+        from tfgpt2 import GPT2Tokenizer
+        from tfgpt2.export import saved_model
+
         model = src if hasattr(src, "config") else load_model(src)
         log(f"[{len(quantize) + 1}/{stages}] SavedModel for TF Serving")
         saved_model.build(model, os.path.join(tmp, "saved_model", "1"))

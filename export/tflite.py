@@ -126,13 +126,14 @@ def write_archive(model, directory, max_seq_len=256, prefill_len=64):
     archive.write_out(directory, verbose=False)
 
 
-def convert_archive(directory, optimizations=None, representative_dataset=None, target_types=None):
+def convert_archive(directory, optimizations=None, representative_dataset=None, target_types=None,
+                    buffer_offset=True):
     """TFLite flatbuffer bytes from `write_archive`'s SavedModel, builtin ops only."""
     converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["prefill", "decode"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     # weights written after the flatbuffer by offset: one less copy while serialising (fp32 at 124M:
     # converter peak 3.98 -> 3.40 GB, identical logits); LiteRT reads such files since TF 2.15
-    converter._experimental_use_buffer_offset = True
+    converter._experimental_use_buffer_offset = buffer_offset
     if optimizations:
         converter.optimizations = optimizations
     if representative_dataset is not None:

@@ -43,7 +43,9 @@ def convert(directory, recipe, out_path):
     if recipe == "int4":
         flat, shared = int4.quantize(tflite.convert_archive(os.path.join(directory, "int4")))
     else:
-        flat = tflite.convert_archive(os.path.join(directory, "float"), **pipeline.recipe_kwargs(recipe))
+        # tied.py re-serialises int8 files, which is 45x slower on buffer-offset files (68.5 vs 1.5 s)
+        flat = tflite.convert_archive(os.path.join(directory, "float"), buffer_offset=recipe != "int8",
+                                      **pipeline.recipe_kwargs(recipe))
         flat, shared = tied.share_tied_embedding(flat) if recipe == "int8" else (flat, 0)
     return _write(out_path, flat, shared)
 
