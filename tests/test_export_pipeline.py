@@ -199,3 +199,20 @@ def test_write_liteRT_replay_for_kotlin(tmp_path):
         with open(os.path.join(GOLDEN, f"replay_{entry['recipe']}.json"), "w", encoding="ascii") as f:
             json.dump(record, f)
     shutil.copy(out / "model.json", os.path.join(GOLDEN, "model.json"))
+
+
+def test_exporting_process_loads_no_tensorflow_before_converting(hf_checkpoints, tmp_path):
+    """The converter children run while the exporting process holds no TF runtime and no model:
+    checking the targets and the children's work must not import tensorflow in the parent."""
+    from conftest import run_python
+
+    _, path = hf_checkpoints["small-gelu_new"]
+    out = run_python(None, f"""
+import sys
+from tfgpt2.export import pipeline, worker
+pipeline.check_targets(pipeline.source_config({path!r}), {str(tmp_path / 'x')!r}, ["fp32", "int8"], False, 24, 8)
+worker.run_child("archive", {path!r}, {str(tmp_path / 'a')!r}, 24, 8)
+r = worker.run_child("convert", {str(tmp_path / 'a')!r}, "int8", {str(tmp_path / 'm.tflite')!r})
+print("tensorflow" in sys.modules, r["bytes"] > 0, r["peak_rss_gb"] > 0)
+""")
+    assert out.split()[-3:] == ["False", "True", "True"], out
