@@ -19,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -78,12 +79,15 @@ def run_child(*args):
     """Runs `python -m tfgpt2.export.worker ARGS`; its JSON result plus `tree_peak_rss_gb`
     (the child's peak + what this process holds meanwhile)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    proc = subprocess.run([sys.executable, "-m", "tfgpt2.export.worker", *map(str, args)],
-                          capture_output=True, text=True, env=env)
+    # run from the temp dir: `python -m` puts the cwd first on sys.path, and a source checkout's
+    # tfgpt2/ there would shadow the installed package (whose tfgpt2.export comes from export/)
+    args = [os.path.abspath(a) if isinstance(a, str) and os.path.exists(a) else str(a) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "tfgpt2.export.worker", *args], capture_output=True, text=True,
+                          env=env, cwd=tempfile.gettempdir())
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"TFLite export step `{' '.join(map(str, args[:2]))}` failed in its child process "
+        raise RuntimeError(f"TFLite export step `{' '.join(args[:2])}` failed in its child process "
                            f"(exit {proc.returncode}):\n{tail}")
     result = json.loads(lines[-1])
     result["tree_peak_rss_gb"] = result["peak_rss_gb"] + rss_gb()

@@ -81,12 +81,14 @@ def hf_tf_python():
     return os.path.join(venv, "bin", "python")
 
 
-def run_python(python, code, timeout=600):
+def run_python(python, code, timeout=600, cwd=None):
+    """Runs `code` in a fresh interpreter; `cwd` away from the checkout imports the installed tfgpt2
+    (`-c` puts the cwd first on sys.path, and the checkout's tfgpt2/ has no export/ subpackage)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if python:  # the transformers 4.57 TF venv runs on tf-keras
         env["TF_USE_LEGACY_KERAS"] = "1"
     result = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=timeout, env=env)
+                            timeout=timeout, env=env, cwd=cwd)
     if result.returncode:
         raise AssertionError(f"subprocess failed:\n{result.stderr[-3000:]}")
     return result.stdout

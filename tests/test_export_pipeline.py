@@ -214,5 +214,20 @@ pipeline.check_targets(pipeline.source_config({path!r}), {str(tmp_path / 'x')!r}
 worker.run_child("archive", {path!r}, {str(tmp_path / 'a')!r}, 24, 8)
 r = worker.run_child("convert", {str(tmp_path / 'a')!r}, "int8", {str(tmp_path / 'm.tflite')!r})
 print("tensorflow" in sys.modules, r["bytes"] > 0, r["peak_rss_gb"] > 0)
-""")
+""", cwd=str(tmp_path))
     assert out.split()[-3:] == ["False", "True", "True"], out
+
+
+def test_conversion_children_import_the_installed_package_from_any_cwd(hf_checkpoints, tmp_path, monkeypatch):
+    """A checkout's tfgpt2/ (no export/ inside) in the cwd must not shadow the installed package."""
+    from tfgpt2.export import worker
+
+    import shutil
+
+    _, path = hf_checkpoints["small-gelu_new"]
+    shutil.copytree(path, tmp_path / "ckpt")
+    (tmp_path / "tfgpt2").mkdir()
+    (tmp_path / "tfgpt2" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert worker.run_child("archive", "ckpt", str(tmp_path / "a"), 24, 8)["peak_rss_gb"] > 0  # relative SRC
+    assert (tmp_path / "a" / "float" / "saved_model.pb").exists()
