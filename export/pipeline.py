@@ -38,14 +38,19 @@ def recipe_kwargs(recipe, model=None, calibration=None, max_seq_len=None, prefil
     return kwargs
 
 
+def _keras_file(src):
+    """True for a `.keras` path (which must exist); False for an HF dir or hub id."""
+    if src.endswith(".keras") and not os.path.exists(src):
+        raise FileNotFoundError(f"{src} does not exist; pass a .keras file saved with model.save().")
+    return src.endswith(".keras")
+
+
 def load_model(src):
     from tfgpt2 import TFGPT2LMHeadModel
 
-    if src.endswith(".keras"):
+    if _keras_file(src):
         import keras
 
-        if not os.path.exists(src):
-            raise FileNotFoundError(f"{src} does not exist; pass a .keras file saved with model.save().")
         return keras.saving.load_model(src)
     return TFGPT2LMHeadModel.from_pretrained(src)
 
@@ -57,9 +62,7 @@ def source_config(src):
 
     if hasattr(src, "config"):
         return src.config
-    if src.endswith(".keras"):
-        if not os.path.exists(src):
-            raise FileNotFoundError(f"{src} does not exist; pass a .keras file saved with model.save().")
+    if _keras_file(src):
         with zipfile.ZipFile(src) as archive:
             saved = json.loads(archive.read("config.json"))
         if "config" not in saved.get("config", {}):
@@ -127,17 +130,16 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
         if "int8-full" in quantize:
             calibration_path = os.path.join(scratch, "calibration.npy")
             np.save(calibration_path, np.asarray(calibration, np.int32))
-        archives = os.path.join(scratch, "archives")
-        if any(r != "int8-full" for r in quantize):
+        archives, kinds = os.path.join(scratch, "archives"), worker.archive_kinds(quantize)
+        if kinds:
             log("       the converter's SavedModels (child process)")
             tree_peaks.append(worker.run_child("archive", source, archives, max_seq_len, prefill_len,
-                                               *(["int4"] if "int4" in quantize else []))["tree_peak_rss_gb"])
+                                               *kinds)["tree_peak_rss_gb"])
         for i, recipe in enumerate(quantize, 1):
             log(f"[{i}/{stages}] TFLite {recipe} (converted in a child process)")
             name = f"gpt2_{recipe}.tflite"
-            path = os.path.join(tmp, name)
-            result = worker.run_child("calibrated", source, path, max_seq_len, prefill_len, calibration_path) \
-                if recipe == "int8-full" else worker.run_child("convert", archives, recipe, path)
+            result = worker.convert_in_child(recipe, archives, source, os.path.join(tmp, name), max_seq_len,
+                                             prefill_len, calibration_path)
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
             files[name] = {"recipe": recipe, **result}
         shutil.rmtree(scratch)

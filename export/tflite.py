@@ -12,7 +12,8 @@ transposed, so both attention matmuls read the cache without a transpose), plus
   new_k[i] into k_i[0, :, slot, :] and new_v[i] into vt_i[0, :, :, slot], sets cache_mask[0, slot]=1
   and moves to the next slot (`cache_host.CacheHost` does exactly that; so does the Kotlin app).
 The graph never copies the cache: a design that passed it in and out and wrote it with
-DYNAMIC_UPDATE_SLICE measured 22.7 int8 tok/s at 124M with 256 slots; this one 73 (LiteRT, 2 threads).
+DYNAMIC_UPDATE_SLICE measured 22.7 int8 tok/s at 124M with 256 slots; this one 144.8-156.2
+(LiteRT, 2 threads, benchmarks/export.py).
 Ids are clamped to [0, vocab) inside the graph (TFLite has no asserts); callers validate first.
 """
 

@@ -6,7 +6,7 @@ flatbuffer); a process that has loaded the Keras model does not give its memory 
 SavedModels the converter reads, and each recipe is converted by a fresh child that never loads
 Keras weights (fp32 at 124M: 4.21 GB in one process, see benchmarks/export.py for the split).
 
-    python -m tfgpt2.export.worker archive SRC DIR MAX_SEQ_LEN PREFILL_LEN [int4]
+    python -m tfgpt2.export.worker archive SRC DIR MAX_SEQ_LEN PREFILL_LEN [float] [int4]
     python -m tfgpt2.export.worker convert DIR RECIPE OUT.tflite
     python -m tfgpt2.export.worker calibrated SRC OUT.tflite MAX_SEQ_LEN PREFILL_LEN CALIBRATION.npy
 
@@ -14,6 +14,7 @@ Each prints one JSON line (peak_rss_gb, seconds, and for conversions bytes and t
 int8-full is `calibrated`: its representative dataset runs the float model during conversion.
 """
 
+import contextlib
 import json
 import os
 import resource
@@ -23,17 +24,21 @@ import tempfile
 import time
 
 
-def write_archives(src, directory, max_seq_len, prefill_len, int4=False):
-    """DIR/float (fp32, fp16, int8 read it) and with `int4` DIR/int4 (int8 embedding table)."""
-    from tfgpt2.export import int4 as int4_recipe
-    from tfgpt2.export import tflite
+def archive_kinds(recipes):
+    """The SavedModels `recipes` convert from: "float" (fp32, fp16, int8) and/or "int4"."""
+    kinds = ["float"] if {"fp32", "fp16", "int8"} & set(recipes) else []
+    return kinds + (["int4"] if "int4" in recipes else [])
+
+
+def write_archives(src, directory, max_seq_len, prefill_len, kinds):
+    """DIR/float and/or DIR/int4 (the int4 recipe's graph reads an int8 embedding table)."""
+    from tfgpt2.export import int4, tflite
     from tfgpt2.export.pipeline import load_model
 
     model = load_model(src)
-    tflite.write_archive(model, os.path.join(directory, "float"), max_seq_len, prefill_len)
-    if int4:
-        with int4_recipe.int8_embedding(model):
-            tflite.write_archive(model, os.path.join(directory, "int4"), max_seq_len, prefill_len)
+    for kind in kinds:
+        with int4.int8_embedding(model) if kind == "int4" else contextlib.nullcontext():
+            tflite.write_archive(model, os.path.join(directory, kind), max_seq_len, prefill_len)
     return {}
 
 
@@ -94,14 +99,21 @@ def run_child(*args):
     return result
 
 
-def convert_in_children(src, recipe, out_path, max_seq_len, prefill_len, scratch, calibration_path=None):
-    """One recipe end to end (archive child + conversion child); the peak is the larger one's."""
+def convert_in_child(recipe, archives, src, out_path, max_seq_len, prefill_len, calibration_path=None):
+    """One recipe in a fresh child: from `write_archives`' DIR, or for int8-full from `src`."""
     if recipe == "int8-full":
         return run_child("calibrated", src, out_path, max_seq_len, prefill_len, calibration_path)
-    archive = run_child("archive", src, scratch, max_seq_len, prefill_len, *(["int4"] if recipe == "int4" else []))
-    result = run_child("convert", scratch, recipe, out_path)
-    result["tree_peak_rss_gb"] = max(result["tree_peak_rss_gb"], archive["tree_peak_rss_gb"])
-    result["archive_peak_rss_gb"] = archive["peak_rss_gb"]
+    return run_child("convert", archives, recipe, out_path)
+
+
+def convert_in_children(src, recipe, out_path, max_seq_len, prefill_len, scratch, calibration_path=None):
+    """One recipe end to end (archive child + conversion child); the peak is the larger one's."""
+    kinds = archive_kinds([recipe])
+    archive = run_child("archive", src, scratch, max_seq_len, prefill_len, *kinds) if kinds else None
+    result = convert_in_child(recipe, scratch, src, out_path, max_seq_len, prefill_len, calibration_path)
+    if archive:
+        result["tree_peak_rss_gb"] = max(result["tree_peak_rss_gb"], archive["tree_peak_rss_gb"])
+        result["archive_peak_rss_gb"] = archive["peak_rss_gb"]
     return result
 
 
@@ -109,7 +121,9 @@ def main(argv):
     start = time.time()
     step, args = argv[0], argv[1:]
     if step == "archive":
-        result = write_archives(args[0], args[1], int(args[2]), int(args[3]), int4=args[4:] == ["int4"])
+        if not set(args[4:]) or not set(args[4:]) <= {"float", "int4"}:
+            raise SystemExit(f"archive needs the kinds to write (float and/or int4), got {args[4:]}")
+        result = write_archives(args[0], args[1], int(args[2]), int(args[3]), kinds=args[4:])
     elif step == "convert":
         result = convert(*args)
     elif step == "calibrated":

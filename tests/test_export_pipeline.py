@@ -211,7 +211,7 @@ def test_exporting_process_loads_no_tensorflow_before_converting(hf_checkpoints,
 import sys
 from tfgpt2.export import pipeline, worker
 pipeline.check_targets(pipeline.source_config({path!r}), {str(tmp_path / 'x')!r}, ["fp32", "int8"], False, 24, 8)
-worker.run_child("archive", {path!r}, {str(tmp_path / 'a')!r}, 24, 8)
+worker.run_child("archive", {path!r}, {str(tmp_path / 'a')!r}, 24, 8, "float")
 r = worker.run_child("convert", {str(tmp_path / 'a')!r}, "int8", {str(tmp_path / 'm.tflite')!r})
 print("tensorflow" in sys.modules, r["bytes"] > 0, r["peak_rss_gb"] > 0)
 """, cwd=str(tmp_path))
@@ -229,5 +229,5 @@ def test_conversion_children_import_the_installed_package_from_any_cwd(hf_checkp
     (tmp_path / "tfgpt2").mkdir()
     (tmp_path / "tfgpt2" / "__init__.py").write_text("")
     monkeypatch.chdir(tmp_path)
-    assert worker.run_child("archive", "ckpt", str(tmp_path / "a"), 24, 8)["peak_rss_gb"] > 0  # relative SRC
+    assert worker.run_child("archive", "ckpt", str(tmp_path / "a"), 24, 8, "float")["peak_rss_gb"] > 0  # relative SRC
     assert (tmp_path / "a" / "float" / "saved_model.pb").exists()

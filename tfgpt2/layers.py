@@ -41,8 +41,11 @@ class Conv1D(keras.layers.Layer):
                                         initializer=keras.initializers.RandomNormal(stddev=self.stddev))
                         for j in range(blocks)]  # blocks x (out / blocks, in)
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
-        self.hf_kernel = HFKernel(self)
         self.built = True
+
+    @property
+    def hf_kernel(self):
+        return HFKernel(self)
 
     def blocks(self, x):
         """The output split by weight block: list of (..., out / blocks) without the bias."""
