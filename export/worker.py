@@ -64,7 +64,8 @@ def convert_calibrated(src, out_path, max_seq_len, prefill_len, calibration_path
 
     model = pipeline.load_model(src)
     kwargs = pipeline.recipe_kwargs("int8-full", model, np.load(calibration_path), max_seq_len, prefill_len)
-    flat, shared = tied.share_tied_embedding(tflite.convert(model, max_seq_len, prefill_len, **kwargs))
+    flat = tflite.convert(model, max_seq_len, prefill_len, integer_attention=True, **kwargs)
+    flat, shared = tied.share_tied_embedding(flat)
     return _write(out_path, flat, shared)
 
 
