@@ -21,8 +21,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers import EXPORT, run_system  # noqa: E402
 
 COMMON = """
-import json, os, resource, sys, tempfile, time
+import atexit, json, os, resource, shutil, sys, tempfile, time
 import numpy as np
+def scratch():  # a temp dir removed when this row's process exits (rows write GBs)
+    path = tempfile.mkdtemp(prefix="tfgpt2-bench-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
 NEW, PROMPT, THREADS, SLOTS = {new}, {prompt}, {threads}, 256
 ids = np.random.default_rng(0).integers(0, 50257, (1, PROMPT)).astype("int64")
 def report(**kw):
@@ -55,8 +59,8 @@ TFLITE = """
 from tfgpt2.export import worker
 # what `tfgpt2 export --model CKPT` does: a child loads the checkpoint and writes the converter's
 # SavedModel, a fresh child converts it
-path = os.path.join(tempfile.mkdtemp(), "m.tflite")
-r = worker.convert_in_children(sys.argv[1], "{recipe}", path, SLOTS, PROMPT, tempfile.mkdtemp())
+path = os.path.join(scratch(), "m.tflite")
+r = worker.convert_in_children(sys.argv[1], "{recipe}", path, SLOTS, PROMPT, scratch())
 tok_s, prefill_s = lite_greedy(path)
 report(bytes=r["bytes"], convert_s=r["seconds"], child_peak_rss_gb=r["peak_rss_gb"],
        convert_peak_rss_gb=r["tree_peak_rss_gb"], tok_s=tok_s, prefill_ms=prefill_s * 1000)
@@ -71,7 +75,7 @@ W = PROMPT + NEW
 import keras
 def window(input_ids, attention_mask):
     return {"logits": model(input_ids, attention_mask=attention_mask).logits[:, -1]}
-tmp = tempfile.mkdtemp()
+tmp = scratch()
 archive = keras.export.ExportArchive(); archive.track(model)  # freezes Keras 3 variables (as tfgpt2 export does)
 archive.add_endpoint(name="window", fn=window, input_signature=[tf.TensorSpec([1, W], tf.int32, "input_ids"),
                                                                  tf.TensorSpec([1, W], tf.int32, "attention_mask")])
@@ -125,11 +129,12 @@ def main():
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    rows, checkpoint = {}, tempfile.mkdtemp(prefix="gpt2-124m-")
-    print(f"checkpoint {run(CHECKPOINT, args, checkpoint)}", flush=True)
-    for recipe in filter(None, args.recipes.split(",")):
-        rows[recipe] = run(TFLITE.replace("{recipe}", recipe), args, checkpoint)
-        print(f"tfgpt2 {recipe:6s} {rows[recipe]}", flush=True)
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="gpt2-124m-") as checkpoint:
+        print(f"checkpoint {run(CHECKPOINT, args, checkpoint)}", flush=True)
+        for recipe in filter(None, args.recipes.split(",")):
+            rows[recipe] = run(TFLITE.replace("{recipe}", recipe), args, checkpoint)
+            print(f"tfgpt2 {recipe:6s} {rows[recipe]}", flush=True)
     peers = {name: run(SYSTEMS[name], args) for name in filter(None, args.peers.split(","))}
     for name, r in peers.items():
         print(f"{name} {r}", flush=True)

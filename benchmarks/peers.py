@@ -43,7 +43,9 @@ class WithPast(torch.nn.Module):
         kv = out.past_key_values
         present = torch.stack([torch.stack([kv.layers[i].keys, kv.layers[i].values]) for i in range(L)])
         return out.logits[:, -1], present
-tmp = tempfile.mkdtemp()
+import atexit, shutil
+tmp = tempfile.mkdtemp(prefix="tfgpt2-bench-")
+atexit.register(shutil.rmtree, tmp, True)  # the exported model is ~0.5 GB per run
 path = os.path.join(tmp, "gpt2_past.onnx")
 auto = torch.export.Dim.AUTO
 example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6, dtype=torch.long),
