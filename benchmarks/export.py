@@ -21,12 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers import EXPORT, run_system  # noqa: E402
 
 COMMON = """
-import atexit, json, os, resource, shutil, sys, tempfile, time
+import json, os, resource, sys, time
 import numpy as np
-def scratch():  # a temp dir removed when this row's process exits (rows write GBs)
-    path = tempfile.mkdtemp(prefix="tfgpt2-bench-")
-    atexit.register(shutil.rmtree, path, True)
-    return path
 NEW, PROMPT, THREADS, SLOTS = {new}, {prompt}, {threads}, 256
 ids = np.random.default_rng(0).integers(0, 50257, (1, PROMPT)).astype("int64")
 def report(**kw):

@@ -1,7 +1,8 @@
 """Shared by decode.py and export.py: running one system in a subprocess, and the ONNX peer.
 
 `run_system(common, code, threads)` runs COMMON + a system's code in a fresh interpreter and returns
-the dict it printed after "RESULT ". EXPORT (ONNX export of transformers' GPT-2 with past) defines `path` (the .onnx file), `L, H, D` and `ort_greedy(path)` -> tok/s (greedy loop with
+the dict it printed after "RESULT "; every system gets `scratch()`, a temp dir removed when its
+process exits (rows write GBs). EXPORT (ONNX export of transformers' GPT-2 with past) defines `path` (the .onnx file), `L, H, D` and `ort_greedy(path)` -> tok/s (greedy loop with
 past, NEW tokens after `ids`); it expects COMMON's NEW, THREADS and ids.
 """
 
@@ -14,8 +15,17 @@ import textwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+PRELUDE = """
+import atexit, shutil, tempfile
+def scratch():
+    path = tempfile.mkdtemp(prefix="tfgpt2-bench-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+"""
+
+
 def run_system(common, code, threads, python=sys.executable, timeout=3600, argv=()):
-    code = textwrap.dedent(common) + textwrap.dedent(code)
+    code = PRELUDE + textwrap.dedent(common) + textwrap.dedent(code)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([python, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=timeout)
@@ -26,7 +36,7 @@ def run_system(common, code, threads, python=sys.executable, timeout=3600, argv=
 
 
 EXPORT = """
-import tempfile, torch, transformers, onnxruntime as ort
+import torch, transformers, onnxruntime as ort
 torch.set_num_threads(THREADS)
 cfg = transformers.GPT2Config()
 model = transformers.GPT2LMHeadModel(cfg).eval()
@@ -43,9 +53,7 @@ class WithPast(torch.nn.Module):
         kv = out.past_key_values
         present = torch.stack([torch.stack([kv.layers[i].keys, kv.layers[i].values]) for i in range(L)])
         return out.logits[:, -1], present
-import atexit, shutil
-tmp = tempfile.mkdtemp(prefix="tfgpt2-bench-")
-atexit.register(shutil.rmtree, tmp, True)  # the exported model is ~0.5 GB per run
+tmp = scratch()  # the exported model is ~0.5 GB per run
 path = os.path.join(tmp, "gpt2_past.onnx")
 auto = torch.export.Dim.AUTO
 example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6, dtype=torch.long),

@@ -60,6 +60,12 @@ def test_signatures(fp32):
     assert sorted(sigs["decode"]["outputs"]) == ["logits", "new_k", "new_v"]
 
 
+def keras_logits(model, prompt, tokens):
+    """Keras logits (len(tokens), V) that chose each of `tokens` after `prompt`, in one full pass."""
+    seq = np.concatenate([prompt, tokens[:-1]])[None]
+    return model(seq).logits.numpy()[0, len(prompt) - 1:]
+
+
 def test_decode_never_copies_the_cache(fp32):
     """decode returns only the new entries; the cache tensors are inputs it reads in place."""
     it = Interpreter(model_content=fp32)
@@ -73,8 +79,7 @@ def test_fp32_logits_and_32_greedy_tokens_equal_keras(model, fp32):
     assert logits.shape == (32, model.config.vocab_size)
     keras_tokens = model.generate(prompt[None], max_new_tokens=32).numpy()[0, 5:].tolist()
     assert tokens == keras_tokens
-    seq = np.concatenate([prompt, tokens[:-1]])[None]
-    ref = model(seq).logits.numpy()[0, 4:]  # logits that chose each of the 32 tokens
+    ref = keras_logits(model, prompt, tokens)
     print(f"fp32 .tflite vs Keras: max |logit diff| {np.abs(logits - ref).max():.2e} over 32 steps")
     assert np.abs(logits - ref).max() <= 1e-4
 
@@ -85,8 +90,7 @@ def test_integer_attention_graph_equals_keras(model):
     assert "BATCH_MATMUL" in op_names(flat)
     prompt = np.random.default_rng(1).integers(1, model.config.vocab_size, 6).astype(np.int32)
     tokens, logits = lite_greedy(flat, prompt, 12)
-    ref = model(np.concatenate([prompt, tokens[:-1]])[None]).logits.numpy()[0, 5:]
-    assert np.abs(logits - ref).max() <= 1e-4
+    assert np.abs(logits - keras_logits(model, prompt, tokens)).max() <= 1e-4
 
 
 @pytest.mark.parametrize("recipe", ["fp16", "int8"])
