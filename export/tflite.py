@@ -71,8 +71,9 @@ class LiteGPT2(tf.Module):
         L, H, D = cfg.n_layer, cfg.n_head, cfg.head_dim
         ks, vts = caches[:L], caches[L:]
         position = tf.reduce_sum(cache_mask, axis=1)  # (1,) real tokens so far
-        x = main.embed(self._clamp(token_id)[None], position[None])  # (1, 1, C)
-        bias = tf.where(cache_mask > 0, 0.0, MASKED)[:, None, None, :]  # (1, 1, 1, S)
+        x = main.embed(tf.reshape(self._clamp(token_id), (1, 1)), tf.reshape(position, (1, 1)))  # (1, 1, C)
+        # reshapes, not `[:, None]` / `[:, -1]`: LiteRT runs STRIDED_SLICE with its reference kernel
+        bias = tf.reshape(tf.where(cache_mask > 0, 0.0, MASKED), (1, 1, 1, -1))  # (1, 1, 1, S)
         new_k, new_v = [], []
         for i, block in enumerate(main.h):
             attn = block.attn
@@ -83,7 +84,7 @@ class LiteGPT2(tf.Module):
             x = x + block.mlp(block.ln_2(x))  # (1, 1, C)
             new_k.append(tf.reshape(k, (H, D)))
             new_v.append(tf.reshape(v, (H, D)))
-        logits = lm_logits(self.model, main.ln_f(x))[:, -1]  # (1, V)
+        logits = lm_logits(self.model, tf.reshape(main.ln_f(x), (1, H * D)))  # (1, V)
         return {"logits": logits, "new_k": tf.stack(new_k), "new_v": tf.stack(new_v)}  # (L, nh, hs)
 
 
@@ -95,11 +96,11 @@ def attend(q, k, v, cached_k, cached_vt, bias):
     score kept apart: no BATCH_MATMUL (XNNPACK re-packs a matmul's non-constant operand on every
     call, 19 % of int8 decode time at 124M), no CONCATENATION or slices around the softmax.
     """
-    scores = tf.reduce_sum(q * cached_k, -1)[:, :, None, :] + bias  # (1, nh, 1, S)
+    scores = tf.expand_dims(tf.reduce_sum(q * cached_k, -1), 2) + bias  # (1, nh, 1, S)
     own = tf.reduce_sum(q * k, -1, keepdims=True)  # (1, nh, 1, 1)
     top = tf.maximum(tf.reduce_max(scores, -1, keepdims=True), own)  # (1, nh, 1, 1)
     weights, own_weight = tf.exp(scores - top), tf.exp(own - top)  # (1, nh, 1, S), (1, nh, 1, 1)
-    mixed = tf.reduce_sum(weights * cached_vt, -1)[:, :, None, :] + own_weight * v  # (1, nh, 1, hs)
+    mixed = tf.expand_dims(tf.reduce_sum(weights * cached_vt, -1), 2) + own_weight * v  # (1, nh, 1, hs)
     return mixed / (tf.reduce_sum(weights, -1, keepdims=True) + own_weight)  # (1, nh, 1, hs)
 
 
