@@ -12,9 +12,9 @@ transposed, so both attention products reduce over the innermost axis), plus
   new_k[i] into k_i[0, :, slot, :] and new_v[i] into vt_i[0, :, :, slot], sets cache_mask[0, slot]=1
   and moves to the next slot (`cache_host.CacheHost` does exactly that; so does the Kotlin app).
 The graph never copies the cache: a design that passed it in and out and wrote it with
-DYNAMIC_UPDATE_SLICE measured 22.7 int8 tok/s at 124M with 256 slots, this one 116.8-156.2
+DYNAMIC_UPDATE_SLICE measured 22.7 int8 tok/s at 124M with 256 slots, this one 133.6-153.3
 (LiteRT, 2 threads, benchmarks/export.py; this machine's speed moves between runs, ORT int8 printed
-75.5-118.7 alongside).
+75.4-83.1 alongside).
 Ids are clamped to [0, vocab) inside the graph (TFLite has no asserts); callers validate first.
 """
 
