@@ -62,8 +62,9 @@ class LiteGPT2(tf.Module):
         logits, cache = self.decoder.prefill(self._clamp(input_ids), attention_mask, cache)
         out = {"logits": logits, "cache_mask": cache.mask}
         for i, layer in enumerate(cache.layers):  # (2, 1, nh, S, hs)
-            out[f"k_{i}"] = layer[0]  # (1, nh, S, hs)
-            out[f"vt_{i}"] = tf.transpose(layer[1], (0, 1, 3, 2))  # (1, nh, hs, S)
+            k, v = tf.unstack(layer)  # (1, nh, S, hs) each
+            out[f"k_{i}"] = k  # (1, nh, S, hs)
+            out[f"vt_{i}"] = tf.transpose(v, (0, 1, 3, 2))  # (1, nh, hs, S)
         return out
 
     def decode(self, token_id, cache_mask, *caches):

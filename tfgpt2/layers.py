@@ -124,7 +124,7 @@ class Attention(keras.layers.Layer):
         q, k, v = (self._heads(t, batch, length) for t in (q, k, v))  # (B, nh, T, hs)
         if layer_cache is not None:
             layer_cache = kv_cache.write(layer_cache, k, v, index)  # (2, B, nh, S, hs)
-            k, v = layer_cache[0], layer_cache[1]  # (B, nh, S, hs)
+            k, v = tf.unstack(layer_cache)  # (B, nh, S, hs); UNPACK in LiteRT, whose StridedSlice is slow
         # Scores in float32: exact under mixed precision and with reorder_and_upcast_attn.
         q32 = tf.cast(q, tf.float32) * self.scale
         scores = tf.matmul(q32, tf.cast(k, tf.float32), transpose_b=True)  # (B, nh, T, S)
