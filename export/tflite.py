@@ -72,8 +72,9 @@ class LiteGPT2(tf.Module):
         L, H, D = cfg.n_layer, cfg.n_head, cfg.head_dim
         ks, vts = caches[:L], caches[L:]
         position = tf.reduce_sum(cache_mask, axis=1)  # (1,) real tokens so far
+        # reshapes here, never `[:, None]` / `[:, -1]`: LiteRT runs STRIDED_SLICE with a per-element
+        # reference kernel outside XNNPACK (tests/test_tflite.py checks decode has none)
         x = main.embed(tf.reshape(self._clamp(token_id), (1, 1)), tf.reshape(position, (1, 1)))  # (1, 1, C)
-        # reshapes, not `[:, None]` / `[:, -1]`: LiteRT runs STRIDED_SLICE with its reference kernel
         bias = tf.reshape(tf.where(cache_mask > 0, 0.0, MASKED), (1, 1, 1, -1))  # (1, 1, 1, S)
         new_k, new_v = [], []
         for i, block in enumerate(main.h):
