@@ -18,6 +18,8 @@ DYNAMIC_UPDATE_SLICE measured 22.7 int8 tok/s at 124M with 256 slots, this one 1
 Ids are clamped to [0, vocab) inside the graph (TFLite has no asserts); callers validate first.
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -151,10 +153,26 @@ def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_att
     module = LiteGPT2(model, max_seq_len, prefill_len, integer_attention)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name in ("prefill", "decode"):
-        fn = getattr(module, name)
-        archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
-    archive.write_out(directory, verbose=False)
+    with merged_projections(model):
+        for name in ("prefill", "decode"):
+            fn = getattr(module, name)
+            archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
+        archive.write_out(directory, verbose=False)
+
+
+@contextlib.contextmanager
+def merged_projections(model):
+    """Traces each `c_proj` as one FC over its concatenated weight blocks (a constant after
+    freezing). The blocks serve XLA (`layers.PROJ_BLOCKS`); LiteRT decoded them as separate FCs
+    0.94x as fast (124M int8, both files interleaved in one process)."""
+    layers = [layer for block in model.transformer.h for layer in (block.attn.c_proj, block.mlp.c_proj)]
+    for layer in layers:
+        layer.merge_blocks = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.merge_blocks = False
 
 
 def convert_archive(directory, optimizations=None, representative_dataset=None, target_types=None,

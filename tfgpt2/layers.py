@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from tfgpt2 import cache as kv_cache
 
+PROJ_BLOCKS = 4  # c_proj weight blocks: 1.09-1.14x XLA decode vs 1 block, interleaved A/B at 124M (2-3: less, 6-8: slower)
+
 
 def activation(name):
     """HF `ACT2FN` for the activations GPT-2 configs use."""
@@ -21,21 +23,23 @@ def activation(name):
 class Conv1D(keras.layers.Layer):
     """HF `Conv1D` (y = x @ W + b, W is (in, out) in checkpoints), stored for fast decoding.
 
-    The weight is kept as PyTorch-`Linear`-layout `(out, in)` blocks of at most `in` rows
-    (`kernel_0`, `kernel_1`, ...: q/k/v for `c_attn`, four for `c_fc`). Decoding one token is a
-    matrix-vector product per weight, and XLA on CPU runs those ~1.3x faster on independent
-    `(out, in)` blocks than on one `(in, out)` matrix (benchmarks/decode.py). `hf_kernel` is the
-    checkpoint-layout view used by weight loading and saving.
+    The weight is kept as PyTorch-`Linear`-layout `(out, in)` blocks, `blocks` of them
+    (`kernel_0`, `kernel_1`, ...): q/k/v for `c_attn`, `inner_dim / n_embd` for `c_fc`, four for
+    the `c_proj`s (one block if `units` doesn't divide). Decoding one token is a matrix-vector
+    product per weight; XLA on CPU runs those faster on independent `(out, in)` blocks than on one
+    `(in, out)` matrix, and a `c_proj` in four blocks skips XLA's slower dot+bias+residual fusion
+    (benchmarks/decode.py). `hf_kernel` is the checkpoint-layout view used by weight loading and saving.
     """
 
-    def __init__(self, units, config, scale=1.0, **kwargs):
+    def __init__(self, units, config, scale=1.0, blocks=1, **kwargs):
         super().__init__(**kwargs)
         self.units = units
+        self.num_blocks = blocks if units % blocks == 0 else 1
+        self.merge_blocks = False  # set while tracing for LiteRT (export/tflite.py), which prefers one FC
         self.stddev = config.initializer_range * scale
 
     def build(self, input_shape):
-        fan_in = int(input_shape[-1])
-        blocks = self.units // fan_in if self.units > fan_in and self.units % fan_in == 0 else 1
+        fan_in, blocks = int(input_shape[-1]), self.num_blocks
         # one initializer per block: an unseeded Keras initializer called twice returns the same values
         self.kernels = [self.add_weight(name=f"kernel_{j}", shape=(self.units // blocks, fan_in),
                                         initializer=keras.initializers.RandomNormal(stddev=self.stddev))
@@ -47,16 +51,21 @@ class Conv1D(keras.layers.Layer):
     def hf_kernel(self):
         return HFKernel(self)
 
-    def blocks(self, x):
-        """The output split by weight block: list of (..., out / blocks) without the bias."""
+    def blocks(self, x, merged=False):
+        """The output split by weight block: list of (..., out / blocks) without the bias.
+
+        `merged`: one product with the blocks concatenated, [(..., out)] (an export converter
+        folds the concat into one constant; XLA would copy it every call).
+        """
         rows = tf.reshape(x, (-1, x.shape[-1]))  # (B * T, in)
         lead = tf.shape(x)[:-1]
+        kernels = [tf.concat(self.kernels, 0)] if merged and len(self.kernels) > 1 else self.kernels
         return [tf.reshape(tf.matmul(rows, tf.cast(k, x.dtype), transpose_b=True),  # (B * T, out / blocks)
-                           tf.concat([lead, [k.shape[0]]], 0)) for k in self.kernels]  # (..., out / blocks)
+                           tf.concat([lead, [k.shape[0]]], 0)) for k in kernels]  # (..., out / blocks)
 
     def call(self, x, split=False):
         """(..., out), or with `split` the list of per-block outputs (q, k, v for `c_attn`)."""
-        parts = self.blocks(x)
+        parts = self.blocks(x, merged=self.merge_blocks and not split)
         if split:
             biases = tf.split(tf.cast(self.bias, parts[0].dtype), len(parts))
             return [p + b for p, b in zip(parts, biases)]
@@ -96,8 +105,8 @@ class Attention(keras.layers.Layer):
         self.config = config
         self.layer_idx = layer_idx
         proj_scale = 1.0 / math.sqrt(2 * config.n_layer)
-        self.c_attn = Conv1D(3 * config.n_embd, config, name="c_attn")
-        self.c_proj = Conv1D(config.n_embd, config, scale=proj_scale, name="c_proj")
+        self.c_attn = Conv1D(3 * config.n_embd, config, blocks=3, name="c_attn")
+        self.c_proj = Conv1D(config.n_embd, config, scale=proj_scale, blocks=PROJ_BLOCKS, name="c_proj")
         self.attn_dropout = keras.layers.Dropout(config.attn_pdrop)
         self.resid_dropout = keras.layers.Dropout(config.resid_pdrop)
         scale = 1.0
@@ -140,8 +149,10 @@ class Attention(keras.layers.Layer):
 class MLP(keras.layers.Layer):
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
-        self.c_fc = Conv1D(config.inner_dim, config, name="c_fc")
-        self.c_proj = Conv1D(config.n_embd, config, scale=1.0 / math.sqrt(2 * config.n_layer), name="c_proj")
+        fc_blocks = config.inner_dim // config.n_embd if config.inner_dim % config.n_embd == 0 else 1
+        self.c_fc = Conv1D(config.inner_dim, config, blocks=fc_blocks, name="c_fc")
+        self.c_proj = Conv1D(config.n_embd, config, scale=1.0 / math.sqrt(2 * config.n_layer), blocks=PROJ_BLOCKS,
+                             name="c_proj")
         self.act = activation(config.activation_function)
         self.dropout = keras.layers.Dropout(config.resid_pdrop)
         self.inner_dim = config.inner_dim
