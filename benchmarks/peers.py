@@ -1,38 +1,120 @@
-"""Shared by decode.py and export.py: running one system in a subprocess, and the ONNX peer.
+"""Shared by decode.py and export.py: running systems in subprocesses, and the ONNX peer.
 
 `run_system(common, code, threads)` runs COMMON + a system's code in a fresh interpreter and returns
 the dict it printed after "RESULT "; every system gets `scratch()`, a temp dir removed when its
-process exits (rows write GBs). EXPORT (ONNX export of transformers' GPT-2 with past) defines `path` (the .onnx file), `L, H, D` and `ort_greedy(path)` -> tok/s (greedy loop with
-past, NEW tokens after `ids`); it expects COMMON's NEW, THREADS and ids.
+process exits (rows write GBs). `interleaved(systems, rounds)` keeps one process per system alive
+and times one run of each in turn, round after round: this machine's speed drifts by tens of
+percent within minutes, so peers are compared within a round, not across minutes.
+
+EXPORT (ONNX export of transformers' GPT-2 with past) defines `path` (the .onnx file), `L, H, D`,
+`ort_greedy(path)` -> tok/s (greedy loop with past, NEW tokens after `ids`) and
+`ort_greedy_runner(path)`, one such run per call; it expects COMMON's NEW, THREADS and ids.
 """
 
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 PRELUDE = """
-import atexit, shutil, tempfile
+import atexit, shutil, sys, tempfile, time
 def scratch():
     path = tempfile.mkdtemp(prefix="tfgpt2-bench-")
     atexit.register(shutil.rmtree, path, True)
     return path
+def serve(fn):
+    \"\"\"Warms fn up, then times one call per "go" line from the parent; returns the seconds.\"\"\"
+    fn()
+    print("READY", flush=True)
+    times = []
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+        print("TIME", times[-1], flush=True)
+    return times
 """
+
+
+def _env(threads):
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads),
+                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def run_system(common, code, threads, python=sys.executable, timeout=3600, argv=()):
     code = PRELUDE + textwrap.dedent(common) + textwrap.dedent(code)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([python, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=timeout)
+    proc = subprocess.run([python, "-c", code, *argv], capture_output=True, text=True, env=_env(threads),
+                          timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+
+
+class _Server:
+    """One system's process: its code calls `serve(fn)` once, then reports a RESULT."""
+
+    def __init__(self, code, threads, python):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([python, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, env=_env(threads))
+        self.error = None if self._read("READY") else self._failure()
+
+    def _read(self, tag):
+        """The rest of the first stdout line starting with `tag`, or None at end of output."""
+        for line in self.proc.stdout:
+            if line.startswith(tag):
+                return line[len(tag):].strip() or tag
+        return None
+
+    def _failure(self):
+        self.proc.wait()
+        self.stderr.seek(0)
+        return {"error": (self.stderr.read().strip().splitlines() or ["no output"])[-1][:200]}
+
+    def time_once(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        seconds = self._read("TIME ")
+        if seconds is None:
+            self.error = self._failure()
+        return None if seconds is None else float(seconds)
+
+    def finish(self):
+        if self.error:
+            return self.error
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.flush()
+        result = self._read("RESULT ")
+        return json.loads(result) if result else self._failure()
+
+
+def interleaved(systems, rounds, threads, pause=0.5):
+    """{name: (code, python)} -> ({name: [seconds per round]}, {name: final RESULT dict}).
+
+    Processes start one after another (each loads and warms up alone); then each round times one
+    run of every system in turn, with `pause` seconds between runs so no system's worker threads
+    still spin when the next starts.
+    """
+    servers = {}
+    for name, (code, python) in systems.items():
+        servers[name] = _Server(PRELUDE + code, threads, python)
+        print(f"{name:12s} ready" if not servers[name].error else f"{name:12s} {servers[name].error}", flush=True)
+    times = {name: [] for name in systems}
+    for r in range(rounds):
+        for name, server in servers.items():
+            if not server.error:
+                time.sleep(pause)
+                times[name].append(server.time_once())
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()
+                                                    if t and t[-1] is not None), flush=True)
+    return times, {name: server.finish() for name, server in servers.items()}
 
 
 EXPORT = """
@@ -61,10 +143,10 @@ example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6,
 torch.onnx.export(WithPast(model), example, path, dynamo=True, input_names=["input_ids", "position_ids",
                   "attention_mask", "past"], output_names=["logits", "present"],
                   dynamic_shapes=({1: auto}, {1: auto}, {1: auto}, {4: auto}), external_data=False)
-def ort_greedy(onnx_path, repeats=1, decode_only=False):
+def ort_greedy_runner(onnx_path, decode_only=False):
     opts = ort.SessionOptions(); opts.intra_op_num_threads = THREADS; opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
-    def run():  # seconds for all NEW tokens, and for the NEW - 1 after the prompt pass
+    def run():  # tok/s over all NEW tokens, or over the NEW - 1 after the prompt pass
         past = np.zeros((L, 2, 1, H, 0, D), np.float32)
         x = ids
         t0 = time.perf_counter()
@@ -77,6 +159,9 @@ def ort_greedy(onnx_path, repeats=1, decode_only=False):
             x = logits.argmax(-1)[:, None].astype(np.int64)
         end = time.perf_counter()
         return (NEW - 1) / (end - t1) if decode_only else NEW / (end - t0)
+    return run
+def ort_greedy(onnx_path, repeats=1, decode_only=False):
+    run = ort_greedy_runner(onnx_path, decode_only)
     run()  # warm-up
     return max(run() for _ in range(repeats))
 """
