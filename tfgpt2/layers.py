@@ -28,7 +28,7 @@ class Conv1D(keras.layers.Layer):
     the `c_proj`s (one block if `units` doesn't divide). Decoding one token is a matrix-vector
     product per weight; XLA on CPU runs those faster on independent `(out, in)` blocks than on one
     `(in, out)` matrix, and a `c_proj` in four blocks skips XLA's slower dot+bias+residual fusion
-    (benchmarks/decode.py). `hf_kernel` is the checkpoint-layout view used by weight loading and saving.
+    (README, Benchmarks). `hf_kernel` is the checkpoint-layout view used by weight loading and saving.
     """
 
     def __init__(self, units, config, scale=1.0, blocks=1, **kwargs):
