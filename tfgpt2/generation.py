@@ -3,14 +3,16 @@
 Prompts are left-padded to a multiple of `PROMPT_BUCKET` and the loop length to a
 multiple of `NEW_BUCKET`, so a new prompt length inside a bucket reuses the trace.
 The KV cache holds exactly `prompt bucket + new-token bucket` slots, so attention
-reads only as much cache as the request can use.
+reads only as much cache as the request can use. Plain greedy decoding picks each token
+through `greedy_head` (an int8 screen of the LM head, exact argmax); everything else
+computes the fp32 logits.
 """
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfgpt2 import beam, sampling
+from tfgpt2 import beam, greedy_head, sampling
 from tfgpt2.cache import KVCache
 from tfgpt2.errors import GPT2InputError
 from tfgpt2.main_layer import check_inputs
@@ -19,6 +21,7 @@ from tfgpt2.outputs import ModelOutput
 
 PROMPT_BUCKET = 32
 NEW_BUCKET = 32
+SCREEN_MIN_TOKENS = 8  # fewer new tokens: greedy reads the fp32 head (see Decoder.screen)
 
 
 class GenerateOutput(ModelOutput):
@@ -39,17 +42,32 @@ class Decoder:
         self._loops = {}
         self._steps = {}
 
-    def _logits(self, hidden):
-        return lm_logits(self.model, hidden[:, -1])  # (B, V)
+    def _head(self, hidden, screened):
+        last = hidden[:, -1]  # (B, C)
+        return last if screened else lm_logits(self.model, last)  # (B, C) for greedy_head, else (B, V)
 
-    def prefill(self, ids, mask, cache):
+    def prefill(self, ids, mask, cache, screened=False):
         hidden, cache, _, _ = self.model.transformer(ids, attention_mask=mask, past_key_values=cache)
-        return self._logits(hidden), cache
+        return self._head(hidden, screened), cache
 
-    def step(self, tokens, cache):
+    def step(self, tokens, cache, screened=False):
         ids = tokens[:, None]  # (B, 1)
         hidden, cache, _, _ = self.model.transformer(ids, attention_mask=tf.ones_like(ids), past_key_values=cache)
-        return self._logits(hidden), cache
+        return self._head(hidden, screened), cache
+
+    def screen(self, use):
+        """greedy_head's int8 copy of wte when `use` (bool tensor), else a zero stand-in never read."""
+        wte = self.model.transformer.wte.embeddings
+        return greedy_head.Int8Screen(*tf.cond(
+            use, lambda: tuple(greedy_head.build_screen(wte)),
+            lambda: (tf.zeros(wte.shape, tf.int8), tf.ones(wte.shape[:1]))))
+
+    def greedy(self, hidden, screen, use, i, min_new, eos):
+        """Greedy tokens (B,) from last hidden states (B, C): through the screen when `use`."""
+        wte = self.model.transformer.wte.embeddings
+        blocked = sampling.eos_blocked(self.cfg.vocab_size, i, min_new, eos)  # (V,)
+        return tf.cond(use, lambda: greedy_head.greedy_tokens(hidden, wte, screen, blocked),
+                       lambda: greedy_head.full_argmax(hidden, wte, blocked))
 
     def empty_cache(self, batch, capacity):
         # slots may exceed n_positions: positions come from the mask, not the slot index
@@ -70,7 +88,11 @@ class Decoder:
         batch = tf.shape(ids)[0]
         prompt = ids.shape[1] if ids.shape[1] is not None else tf.shape(ids)[1]
         cache = self.empty_cache(batch, prompt + num_steps)
-        logits, cache = self.prefill(ids, mask, cache)
+        screened = flags.get("screen", False)  # exported signatures choose at run time: no screen
+        if screened:  # short requests skip it: building it costs what ~7 screened steps save at 124M
+            use = max_new >= SCREEN_MIN_TOKENS
+            screen = self.screen(use)
+        logits, cache = self.prefill(ids, mask, cache, screened)  # logits: (B, C) hidden if screened
         seen = prompt_seen(ids, mask, self.cfg.vocab_size) if flags["use_penalty"] else tf.zeros([], tf.bool)
         if num_beams > 1:
             tokens, lengths = beam.beam_search(
@@ -81,7 +103,10 @@ class Decoder:
         scores = tf.zeros([batch, num_steps if flags["scores"] else 0, self.cfg.vocab_size])
 
         def body(i, logits, cache, seen, tokens, done, scores):
-            nxt, processed = choose(logits, seen, i, min_new, eos, params, flags)
+            if screened:
+                nxt, processed = self.greedy(logits, screen, use, i, min_new, eos), None
+            else:
+                nxt, processed = choose(logits, seen, i, min_new, eos, params, flags)
             nxt = tf.where(done, pad, nxt)  # (B,)
             tokens = ops.slice_update(tokens, (0, i), nxt[:, None])  # (B, N): column i
             if flags["scores"]:
@@ -89,7 +114,7 @@ class Decoder:
             done = tf.logical_or(done, is_stop(nxt, eos))
             if flags["use_penalty"]:
                 seen = sampling.mark_seen(seen, nxt, self.cfg.vocab_size)
-            logits, cache = self.step(nxt, cache)
+            logits, cache = self.step(nxt, cache, screened)
             return i + 1, logits, cache, seen, tokens, done, scores
 
         def cond(i, logits, cache, seen, tokens, done, scores):
@@ -100,12 +125,14 @@ class Decoder:
             cond, body, (tf.constant(0), logits, cache, seen, tokens, done, scores), maximum_iterations=num_steps)
         return tokens, tf.fill([batch], n), scores
 
-    def compiled_step(self, jit_compile):
-        if jit_compile not in self._steps:
-            self._steps[jit_compile] = (tf.function(self.prefill, jit_compile=True),
-                                        tf.function(self.step, jit_compile=True)) if jit_compile \
-                else (self.prefill, self.step)
-        return self._steps[jit_compile]
+    def compiled_step(self, jit_compile, screened):
+        """(prefill, step, screen, greedy) for the Python loop: XLA functions, or eager ones."""
+        key = (jit_compile, screened)
+        if key not in self._steps:
+            fns = (lambda ids, mask, cache: self.prefill(ids, mask, cache, screened),
+                   lambda tokens, cache: self.step(tokens, cache, screened), self.screen, self.greedy)
+            self._steps[key] = tuple(tf.function(f, jit_compile=True) for f in fns) if jit_compile else fns
+        return self._steps[key]
 
 
 def prompt_seen(ids, mask, vocab_size):
@@ -187,6 +214,9 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=20, min_new_t
     flags = dict(do_sample=bool(do_sample), use_top_k=bool(do_sample and top_k > 0),
                  use_top_p=bool(do_sample and top_p < 1.0), use_penalty=repetition_penalty != 1.0,
                  scores=bool(output_scores and num_beams == 1))
+    flags["screen"] = bool(num_beams == 1 and not (flags["do_sample"] or flags["use_penalty"] or flags["scores"])
+                           and cfg.vocab_size >= 8
+                           and model.transformer.compute_dtype == "float32")
     params = dict(temperature=tf.constant(float(temperature)), top_k=tf.constant(int(top_k)),
                   top_p=tf.constant(float(top_p)), repetition_penalty=tf.constant(float(repetition_penalty)),
                   seed=tf.constant(int(seed if seed is not None else np.random.randint(2 ** 31)), tf.int64))
@@ -214,15 +244,20 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=20, min_new_t
 
 def _python_loop(decoder, ids, mask, max_new, min_new, eos, pad, params, flags, steps, streamer, jit_compile):
     """The same decode step driven from Python: a streamer sees every token as it is made."""
-    prefill, step = decoder.compiled_step(jit_compile)
+    prefill, step, build_screen, greedy = decoder.compiled_step(jit_compile, flags["screen"])
+    use = tf.constant(max_new >= SCREEN_MIN_TOKENS)
+    screen = build_screen(use) if flags["screen"] else None
     cache = decoder.empty_cache(ids.shape[0], ids.shape[1] + steps)
-    logits, cache = prefill(tf.constant(ids), tf.constant(mask), cache)
+    logits, cache = prefill(tf.constant(ids), tf.constant(mask), cache)  # (B, C) hidden if screened
     vocab = decoder.cfg.vocab_size
     seen = prompt_seen(ids, mask, vocab) if flags["use_penalty"] else None
     done = np.zeros(ids.shape[0], bool)
     tokens, scores = [], []
     for i in range(max_new):
-        nxt, processed = choose(logits, seen, tf.constant(i), tf.constant(min_new), eos, params, flags)
+        if flags["screen"]:
+            nxt, processed = greedy(logits, screen, use, tf.constant(i), tf.constant(min_new), eos), None
+        else:
+            nxt, processed = choose(logits, seen, tf.constant(i), tf.constant(min_new), eos, params, flags)
         nxt = np.where(done, pad, nxt.numpy()).astype(np.int32)
         tokens.append(nxt)
         if flags["scores"]:

@@ -84,11 +84,15 @@ def select(logits, seen, step, params, flags):
     return sample(logits, params["seed"], step), logits
 
 
-def block_eos_before(logits, step, min_new, eos):
-    """HF MinNewTokens: eos logits are -inf while fewer than `min_new` tokens were made. eos (E,)."""
-    vocab = tf.shape(logits)[-1]
+def eos_blocked(vocab, step, min_new, eos):
+    """(V,) bool: the eos ids while fewer than `min_new` tokens were made (HF MinNewTokens). eos (E,)."""
     is_eos = tf.reduce_any(tf.equal(tf.range(vocab)[:, None], eos[None]), axis=1)  # (V,)
-    return tf.where(tf.logical_and(step < min_new, is_eos)[None], -float("inf"), logits)
+    return tf.logical_and(step < min_new, is_eos)
+
+
+def block_eos_before(logits, step, min_new, eos):
+    """eos logits are -inf while fewer than `min_new` tokens were made."""
+    return tf.where(eos_blocked(tf.shape(logits)[-1], step, min_new, eos)[None], -float("inf"), logits)
 
 
 def mark_seen(seen, tokens, vocab_size):

@@ -1,0 +1,135 @@
+"""greedy_head: the int8-screened greedy choice equals the argmax of the logits (numpy float64)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+
+from conftest import CONFIGS
+from tfgpt2 import TFGPT2LMHeadModel, greedy_head
+from tfgpt2.generation import SCREEN_MIN_TOKENS
+from test_generation import hf_generate
+
+
+def _wte(vocab, width, seed=0, outliers=()):
+    rng = np.random.default_rng(seed)
+    wte = rng.normal(0, 0.02, (vocab, width))
+    for col in outliers:  # GPT-2-like: a few embedding dims much larger than the rest
+        wte[:, col] *= 20
+    return wte.astype(np.float32)
+
+
+def _hidden(n, width, seed=1, massive=()):
+    rng = np.random.default_rng(seed)
+    h = rng.normal(0, 1, (n, width))
+    for col in massive:  # and a few hidden dims with massive activations
+        h[:, col] *= 30
+    return h.astype(np.float32)
+
+
+def _run(hidden, wte, blocked=None):
+    blocked = np.zeros(len(wte), bool) if blocked is None else blocked
+    args = (tf.constant(hidden), tf.constant(wte))
+    screen = greedy_head.build_screen(args[1])
+    fn = tf.function(jit_compile=True)(
+        lambda h, w, b: greedy_head.screened_argmax(h, w, greedy_head.build_screen(w), b) +
+        (greedy_head.greedy_tokens(h, w, greedy_head.build_screen(w), b),))
+    eager = greedy_head.greedy_tokens(*args, screen, tf.constant(blocked)).numpy()
+    tokens, proven, chosen = (t.numpy() for t in fn(*args, tf.constant(blocked)))
+    assert eager.tolist() == chosen.tolist()  # eager == XLA
+    return tokens, bool(proven), chosen
+
+
+def _reference(hidden, wte, blocked=None):
+    logits = hidden.astype(np.float64) @ wte.astype(np.float64).T  # (B, V)
+    if blocked is not None:
+        logits[:, blocked] = -np.inf
+    return np.argmax(logits, axis=-1)
+
+
+@pytest.mark.parametrize("outliers", [(), (3, 17, 40)], ids=["gaussian", "outlier-dims"])
+def test_screen_picks_the_float64_argmax_and_usually_proves_it(outliers):
+    wte = _wte(5000, 64, outliers=outliers)
+    proven = 0
+    for seed in range(40):
+        hidden = _hidden(2, 64, seed=seed, massive=outliers[:1])
+        tokens, ok, chosen = _run(hidden, wte)
+        ref = _reference(hidden, wte)
+        assert chosen.tolist() == ref.tolist()
+        if ok:
+            assert tokens.tolist() == ref.tolist()
+        proven += ok
+    assert proven >= 30, f"the screen proved only {proven}/40 steps: it would rarely save anything"
+
+
+def test_loose_bound_falls_back_to_the_full_logits():
+    # rows that differ by far less than one int8 step: the screen can't separate them
+    base = _wte(1, 32)[0]
+    wte = np.stack([base + 1e-6 * np.random.default_rng(i).normal(size=32) for i in range(400)]).astype(np.float32)
+    hidden = _hidden(3, 32)
+    tokens, proven, chosen = _run(hidden, wte)
+    assert not proven
+    assert chosen.tolist() == _reference(hidden, wte).tolist()
+
+
+def test_rows_closer_than_the_int8_error_still_give_the_float64_argmax():
+    # 1000 rows that differ by about a quarter of an int8 step: the int8 ranking is often wrong near the top,
+    # so a bound that is too tight would accept a wrong candidate set
+    rng = np.random.default_rng(7)
+    wte = (rng.normal(0, 0.02, 32) + rng.normal(0, 1e-4, (1000, 32))).astype(np.float32)
+    for seed in range(30):
+        hidden = _hidden(2, 32, seed=seed)
+        assert _run(hidden, wte)[2].tolist() == _reference(hidden, wte).tolist()
+
+
+def test_blocked_rows_and_ties():
+    wte = _wte(300, 32)
+    hidden = _hidden(4, 32)
+    best = _reference(hidden, wte)
+    blocked = np.zeros(300, bool)
+    blocked[best] = True  # the eos-before-min_new_tokens case: the winners are not allowed
+    assert _run(hidden, wte, blocked)[2].tolist() == _reference(hidden, wte, blocked).tolist()
+    blocked[:] = True
+    blocked[[5, 77, 250]] = False  # fewer open rows than candidates: blocked ones get picked too
+    assert _run(hidden, wte, blocked)[2].tolist() == _reference(hidden, wte, blocked).tolist()
+    tied = wte.copy()
+    tied[-1] = tied[best[0]]  # an exact copy of row 0's winner after it: argmax takes the lowest id
+    assert _run(hidden[:1], tied)[2].tolist() == [best[0]]
+
+
+@pytest.fixture(scope="module")
+def pair(hf_checkpoints):
+    name = "wide-gelu-inv_idx"
+    hf, path = hf_checkpoints[name]
+    return CONFIGS[name], hf, TFGPT2LMHeadModel.from_pretrained(path)
+
+
+def test_screened_generate_proves_steps_of_a_real_model(pair):
+    cfg, hf, model = pair
+    ids = np.random.default_rng(3).integers(0, cfg["vocab_size"], (4, 9)).astype("int32")
+    hidden = model.transformer(ids)[0][:, -1]  # (B, C) last hidden states: what the decode step screens
+    wte = model.transformer.wte.embeddings.numpy()
+    tokens, proven, chosen = _run(hidden.numpy(), wte)
+    assert proven and chosen.tolist() == _reference(hidden.numpy(), wte).tolist()
+
+
+def test_generate_after_changing_weights_matches_transformers(pair):
+    """The screen is rebuilt from wte on every call: new weights never meet a stale int8 copy."""
+    cfg, hf, model = pair
+    ids = np.random.default_rng(4).integers(0, cfg["vocab_size"], (2, 5)).astype("int32")
+    n = max(SCREEN_MIN_TOKENS, 12)
+    assert model.generate(ids, max_new_tokens=n).numpy().tolist() == \
+        hf_generate(hf, ids, max_new_tokens=n, eos_token_id=None).tolist()
+    old = model.transformer.wte.embeddings.numpy()
+    new = old[np.random.default_rng(5).permutation(len(old))]
+    model.transformer.wte.embeddings.assign(new)
+    hf2 = type(hf)(hf.config).eval()
+    hf2.load_state_dict(hf.state_dict())
+    with torch.no_grad():
+        hf2.transformer.wte.weight.copy_(torch.tensor(new))  # tied: the LM head follows
+    try:
+        for kwargs in (dict(), dict(jit_compile=False), dict(streamer=lambda t: None)):
+            ours = model.generate(ids, max_new_tokens=n, **kwargs).numpy()
+            assert ours.tolist() == hf_generate(hf2, ids, max_new_tokens=n, eos_token_id=None).tolist(), kwargs
+    finally:
+        model.transformer.wte.embeddings.assign(old)
