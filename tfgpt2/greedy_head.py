@@ -83,7 +83,10 @@ def screened_argmax(hidden, wte, screen, blocked):
     # the decode loop and reads a 4x larger fp32 copy every step (is_nan: a NaN row falls back anyway)
     zero = tf.cast(tf.math.is_nan(hidden[0, 0]), tf.int8)
     rows = tf.cast(screen.rows + zero, tf.float32)  # (V, C), converted inside the product
-    approx = tf.matmul(hidden, rows, transpose_b=True) * screen.scale  # (B, V)
+    # one vector-matrix product per row: XLA fuses the convert only into those (a (B, C) x (C, V)
+    # product converts all of wte to fp32 first)
+    approx = tf.concat([tf.matmul(hidden[b:b + 1], rows, transpose_b=True) for b in range(hidden.shape[0])], 0)
+    approx = approx * screen.scale  # (B, V)
     # 0.5: the int8 step (q is w / s rounded in fp32: off by <= 0.5 + 127 * 3 ulp); 2 x rounding: a_v's
     # own rounding plus room for the fp32 ops of this bound
     upper = approx + h_l1 * (screen.scale * (0.5 + 2.0 * rounding))  # (B, V)
