@@ -7,7 +7,7 @@ import torch
 
 from conftest import CONFIGS
 from tfgpt2 import TFGPT2LMHeadModel, greedy_head
-from tfgpt2.generation import SCREEN_MIN_TOKENS
+from tfgpt2.generation import SCREEN_MAX_MISSES, SCREEN_MIN_TOKENS, _decoder
 from test_generation import hf_generate
 
 
@@ -33,8 +33,8 @@ def _run(hidden, wte, blocked=None):
     screen = greedy_head.build_screen(args[1])
     fn = tf.function(jit_compile=True)(
         lambda h, w, b: greedy_head.screened_argmax(h, w, greedy_head.build_screen(w), b) +
-        (greedy_head.greedy_tokens(h, w, greedy_head.build_screen(w), b),))
-    eager = greedy_head.greedy_tokens(*args, screen, tf.constant(blocked)).numpy()
+        (greedy_head.greedy_tokens(h, w, greedy_head.build_screen(w), b)[0],))
+    eager = greedy_head.greedy_tokens(*args, screen, tf.constant(blocked))[0].numpy()
     tokens, proven, chosen = (t.numpy() for t in fn(*args, tf.constant(blocked)))
     assert eager.tolist() == chosen.tolist()  # eager == XLA
     return tokens, bool(proven), chosen
@@ -113,15 +113,22 @@ def test_screened_generate_proves_steps_of_a_real_model(pair):
     assert proven and chosen.tolist() == _reference(hidden.numpy(), wte).tolist()
 
 
-def test_generate_after_changing_weights_matches_transformers(pair):
-    """The screen is rebuilt from wte on every call: new weights never meet a stale int8 copy."""
+@pytest.mark.parametrize("change", ["permuted rows", "rows closer than an int8 step"])
+def test_generate_after_changing_weights_matches_transformers(pair, change):
+    """The screen is rebuilt from wte on every call: new weights never meet a stale int8 copy.
+
+    The second change makes the screen undecidable at every step: the call falls back to the
+    fp32 head, then stops screening after SCREEN_MAX_MISSES steps, with the same tokens.
+    """
     cfg, hf, model = pair
     ids = np.random.default_rng(4).integers(0, cfg["vocab_size"], (2, 5)).astype("int32")
     n = max(SCREEN_MIN_TOKENS, 12)
     assert model.generate(ids, max_new_tokens=n).numpy().tolist() == \
         hf_generate(hf, ids, max_new_tokens=n, eos_token_id=None).tolist()
     old = model.transformer.wte.embeddings.numpy()
-    new = old[np.random.default_rng(5).permutation(len(old))]
+    rng = np.random.default_rng(5)
+    new = old[rng.permutation(len(old))] if change == "permuted rows" else \
+        (old[0] + rng.normal(0, 1e-4, old.shape)).astype(np.float32)
     model.transformer.wte.embeddings.assign(new)
     hf2 = type(hf)(hf.config).eval()
     hf2.load_state_dict(hf.state_dict())
@@ -133,3 +140,26 @@ def test_generate_after_changing_weights_matches_transformers(pair):
             assert ours.tolist() == hf_generate(hf2, ids, max_new_tokens=n, eos_token_id=None).tolist(), kwargs
     finally:
         model.transformer.wte.embeddings.assign(old)
+
+
+def test_a_call_stops_screening_after_the_miss_budget(pair):
+    cfg, hf, model = pair
+    decoder = _decoder(model)
+    wte = model.transformer.wte.embeddings
+    old = wte.numpy()
+    hidden = tf.constant(_hidden(1, cfg["n_embd"]))
+    args = (tf.constant(0), tf.constant(0), tf.constant([-1]))  # step, min_new_tokens, eos ids
+
+    def greedy(misses):
+        tokens, after = decoder.greedy(hidden, decoder.screen(tf.constant(True)), tf.constant(True),
+                                       tf.constant(misses), *args)
+        assert tokens.numpy().tolist() == _reference(hidden.numpy(), wte.numpy()).tolist()
+        return int(after)
+
+    assert greedy(0) == 0  # this model's screen decides: no miss
+    wte.assign((old[0] + np.random.default_rng(6).normal(0, 1e-5, old.shape)).astype(np.float32))
+    try:
+        assert greedy(0) == 1  # rows closer than an int8 step: undecidable, one miss, same token
+        assert greedy(SCREEN_MAX_MISSES) == SCREEN_MAX_MISSES  # budget spent: the screen isn't asked
+    finally:
+        wte.assign(old)

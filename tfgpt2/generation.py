@@ -23,6 +23,7 @@ PROMPT_BUCKET = 32
 NEW_BUCKET = 32
 SCREEN_MIN_TOKENS = 8  # fewer new tokens: greedy reads the fp32 head (see Decoder.screen)
 SCREEN_MAX_BATCH = 4  # the screen reads its int8 head once per row: 1.2x at batch 2, 1.01x at 8 (124M)
+SCREEN_MAX_MISSES = 4  # steps the screen couldn't decide before a call reads only the fp32 head
 
 
 class GenerateOutput(ModelOutput):
@@ -63,12 +64,22 @@ class Decoder:
             use, lambda: tuple(greedy_head.build_screen(wte)),
             lambda: (tf.zeros(wte.shape, tf.int8), tf.ones(wte.shape[:1]))))
 
-    def greedy(self, hidden, screen, use, i, min_new, eos):
-        """Greedy tokens (B,) from last hidden states (B, C): through the screen when `use`."""
+    def greedy(self, hidden, screen, use, misses, i, min_new, eos):
+        """(tokens (B,), misses) from last hidden states (B, C): through the screen when `use`.
+
+        `misses` counts the steps the screen couldn't decide (it then read the fp32 head too);
+        after SCREEN_MAX_MISSES of them the call stops screening, so weights whose logits the
+        int8 bound can't separate cost at most that many wasted screens.
+        """
         wte = self.model.transformer.wte.embeddings
         blocked = sampling.eos_blocked(self.cfg.vocab_size, i, min_new, eos)  # (V,)
-        return tf.cond(use, lambda: greedy_head.greedy_tokens(hidden, wte, screen, blocked),
-                       lambda: greedy_head.full_argmax(hidden, wte, blocked))
+
+        def screened():
+            tokens, proven = greedy_head.greedy_tokens(hidden, wte, screen, blocked)
+            return tokens, misses + tf.cast(tf.logical_not(proven), tf.int32)
+
+        return tf.cond(tf.logical_and(use, misses < SCREEN_MAX_MISSES), screened,
+                       lambda: (greedy_head.full_argmax(hidden, wte, blocked), misses))
 
     def empty_cache(self, batch, capacity):
         # slots may exceed n_positions: positions come from the mask, not the slot index
@@ -103,9 +114,9 @@ class Decoder:
         tokens = tf.fill([batch, num_steps], pad)
         scores = tf.zeros([batch, num_steps if flags["scores"] else 0, self.cfg.vocab_size])
 
-        def body(i, logits, cache, seen, tokens, done, scores):
+        def body(i, logits, cache, seen, tokens, done, scores, misses):
             if screened:
-                nxt, processed = self.greedy(logits, screen, use, i, min_new, eos), None
+                (nxt, misses), processed = self.greedy(logits, screen, use, misses, i, min_new, eos), None
             else:
                 nxt, processed = choose(logits, seen, i, min_new, eos, params, flags)
             nxt = tf.where(done, pad, nxt)  # (B,)
@@ -116,14 +127,15 @@ class Decoder:
             if flags["use_penalty"]:
                 seen = sampling.mark_seen(seen, nxt, self.cfg.vocab_size)
             logits, cache = self.step(nxt, cache, screened)
-            return i + 1, logits, cache, seen, tokens, done, scores
+            return i + 1, logits, cache, seen, tokens, done, scores, misses
 
-        def cond(i, logits, cache, seen, tokens, done, scores):
+        def cond(i, logits, cache, seen, tokens, done, scores, misses):
             return tf.logical_and(i < max_new, tf.logical_not(tf.reduce_all(done)))
 
         done = tf.zeros([batch], tf.bool)
-        n, _, _, _, tokens, _, scores = tf.while_loop(
-            cond, body, (tf.constant(0), logits, cache, seen, tokens, done, scores), maximum_iterations=num_steps)
+        n, _, _, _, tokens, _, scores, _ = tf.while_loop(
+            cond, body, (tf.constant(0), logits, cache, seen, tokens, done, scores, tf.constant(0)),
+            maximum_iterations=num_steps)
         return tokens, tf.fill([batch], n), scores
 
     def compiled_step(self, jit_compile, screened):
@@ -248,6 +260,7 @@ def _python_loop(decoder, ids, mask, max_new, min_new, eos, pad, params, flags, 
     prefill, step, build_screen, greedy = decoder.compiled_step(jit_compile, flags["screen"])
     use = tf.constant(max_new >= SCREEN_MIN_TOKENS)
     screen = build_screen(use) if flags["screen"] else None
+    misses = tf.constant(0)
     cache = decoder.empty_cache(ids.shape[0], ids.shape[1] + steps)
     logits, cache = prefill(tf.constant(ids), tf.constant(mask), cache)  # (B, C) hidden if screened
     vocab = decoder.cfg.vocab_size
@@ -256,7 +269,7 @@ def _python_loop(decoder, ids, mask, max_new, min_new, eos, pad, params, flags, 
     tokens, scores = [], []
     for i in range(max_new):
         if flags["screen"]:
-            nxt, processed = greedy(logits, screen, use, tf.constant(i), tf.constant(min_new), eos), None
+            (nxt, misses), processed = greedy(logits, screen, use, misses, tf.constant(i), tf.constant(min_new), eos), None
         else:
             nxt, processed = choose(logits, seen, tf.constant(i), tf.constant(min_new), eos, params, flags)
         nxt = np.where(done, pad, nxt.numpy()).astype(np.int32)

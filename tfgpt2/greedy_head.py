@@ -22,7 +22,7 @@ Example:
 >>> wte = tf.constant(np.random.default_rng(0).normal(0, 0.02, (1000, 64)), tf.float32)
 >>> h = tf.constant(np.random.default_rng(1).normal(0, 1, (2, 64)), tf.float32)
 >>> screen = greedy_head.build_screen(wte)
->>> tokens = greedy_head.greedy_tokens(h, wte, screen, tf.zeros([1000], tf.bool))
+>>> tokens, proven = greedy_head.greedy_tokens(h, wte, screen, tf.zeros([1000], tf.bool))
 >>> bool(np.all(tokens.numpy() == np.argmax(h.numpy() @ wte.numpy().T, -1)))
 True
 """
@@ -63,9 +63,13 @@ def candidates(vocab_size):
 
 
 def greedy_tokens(hidden, wte, screen, blocked):
-    """argmax_v hidden . wte[v] over rows not `blocked`. hidden (B, C) fp32, blocked (V,) bool -> (B,) int32."""
+    """(tokens, proven): argmax_v hidden . wte[v] over rows not `blocked`, and whether the screen decided.
+
+    hidden (B, C) fp32, blocked (V,) bool -> tokens (B,) int32; when not `proven` the tokens come
+    from the full fp32 logits.
+    """
     tokens, proven = screened_argmax(hidden, wte, screen, blocked)
-    return tf.cond(proven, lambda: tokens, lambda: full_argmax(hidden, wte, blocked))
+    return tf.cond(proven, lambda: tokens, lambda: full_argmax(hidden, wte, blocked)), proven
 
 
 def screened_argmax(hidden, wte, screen, blocked):
