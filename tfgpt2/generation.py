@@ -269,7 +269,8 @@ def _python_loop(decoder, ids, mask, max_new, min_new, eos, pad, params, flags, 
     tokens, scores = [], []
     for i in range(max_new):
         if flags["screen"]:
-            (nxt, misses), processed = greedy(logits, screen, use, misses, tf.constant(i), tf.constant(min_new), eos), None
+            nxt, misses = greedy(logits, screen, use, misses, tf.constant(i), tf.constant(min_new), eos)
+            processed = None
         else:
             nxt, processed = choose(logits, seen, tf.constant(i), tf.constant(min_new), eos, params, flags)
         nxt = np.where(done, pad, nxt.numpy()).astype(np.int32)

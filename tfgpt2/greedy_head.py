@@ -4,12 +4,13 @@ Decode reads every weight once per token and the LM head is the largest one (V x
 of the 498 MB per token at 124M). Greedy decoding needs only the argmax of the logits, so:
 
 1. approximate every logit from an int8 copy of wte with one scale per row (a quarter of the
-   bytes; XLA fuses the int8 -> fp32 convert into the matrix-vector product);
+   bytes; XLA fuses the int8 -> fp32 convert into each vector-matrix product and splits that
+   loop over both cores);
 2. bound each approximation's error: |h . (w - s q)| <= ||h||_1 s / 2 (rounding to the nearest
    int8 step), plus a float rounding term for both dot products;
 3. compute the fp32 logits of the `CANDIDATES` rows with the highest upper bounds and take their
-   argmax when the smallest of those bounds (>= every other row's) stays below it; otherwise (the bound too loose)
-   compute all fp32 logits, as without the screen.
+   argmax when the smallest of those bounds (>= every other row's) stays below it; otherwise
+   (the bound too loose) compute all fp32 logits, as without the screen.
 
 Either way the token is the argmax of the fp32 logits: a row outside the candidates can't reach
 the winner, so the screen never changes a token (tests compare with the full argmax and with
