@@ -1,6 +1,6 @@
 """tfgpt2: GPT-2 for TensorFlow / Keras 3 — HF checkpoints, fit, XLA generate, TF Serving, LiteRT."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="tfgpt2",
@@ -10,8 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["tfgpt2", "tfgpt2.export"],
-    package_dir={"tfgpt2": "tfgpt2", "tfgpt2.export": "export"},
+    packages=find_packages(include=["tfgpt2", "tfgpt2.*"]),
     package_data={"tfgpt2": ["assets/*"]},
     install_requires=[
         "tensorflow==2.21.*",
@@ -44,5 +43,5 @@ setup(
             "onnxruntime>=1.22",
         ],
     },
-    entry_points={"console_scripts": ["tfgpt2=tfgpt2.cli:main"]},
+    entry_points={"console_scripts": ["tfgpt2=tfgpt2.cli.main:main"]},
 )

@@ -9,7 +9,7 @@ keras-hub GPT2CausalLM.generate (TF backend), transformers PyTorch generate, ONN
 and transformers 4.57.6 TFGPT2LMHeadModel with tf.function(generate, jit_compile=True)
 (in the venv made by tools/hf_tf_venv.sh). Also: prefill of a 512-token prompt, batch-8
 throughput, and the bandwidth bound (weight bytes per token / measured GEMV bandwidth) for fp32
-weights and for what tfgpt2's greedy decode reads (int8-screened LM head, tfgpt2/greedy_head.py).
+weights and for what tfgpt2's greedy decode reads (int8-screened LM head, tfgpt2/generation/screen.py).
 The processes stay alive and each round times one generate of every system in turn (peers.interleaved):
 tok/s are the median and best over rounds, and tfgpt2 / peer is the median of the per-round ratios.
 """
@@ -42,7 +42,8 @@ def report(**kw):
 SYSTEMS = {
     "tfgpt2": """
 import tensorflow as tf
-tf.config.threading.set_intra_op_parallelism_threads(THREADS); tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
 model = TFGPT2LMHeadModel(GPT2Config.from_preset("gpt2"))
 x = ids.astype("int32")
@@ -56,7 +57,8 @@ report(prefill_512_s=prefill, batch8_tok_s=8 * NEW / dt8)
     "keras_hub": """
 os.environ["KERAS_BACKEND"] = "tensorflow"
 import tensorflow as tf
-tf.config.threading.set_intra_op_parallelism_threads(THREADS); tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 import keras_hub
 backbone = keras_hub.models.GPT2Backbone(vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
                                          intermediate_dim=3072, max_sequence_length=1024)
@@ -89,7 +91,8 @@ report()
     "hf_tf_4_57": """
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import tensorflow as tf
-tf.config.threading.set_intra_op_parallelism_threads(THREADS); tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 import transformers
 assert transformers.__version__ == "4.57.6", transformers.__version__
 model = transformers.TFGPT2LMHeadModel(transformers.GPT2Config())
@@ -139,7 +142,7 @@ def summarize(times, results, args):
         print(f"{name:14s} {statistics.median(rate):12.1f} {max(rate):7.1f} {ratio:>42s}")
     weight_bytes = 124_439_808 * 4  # GPT-2 124M parameters (tied head counted once), fp32
     head = 50257 * 768
-    screened_bytes = weight_bytes - 4 * head + head + 4 * 50257  # greedy_head: int8 head + row scales
+    screened_bytes = weight_bytes - 4 * head + head + 4 * 50257  # the screen: int8 head + row scales
     bw = results.get("bandwidth", {}).get("gb_s")
     if bw and rates.get("tfgpt2"):
         median, best = statistics.median(rates["tfgpt2"]), max(rates["tfgpt2"])

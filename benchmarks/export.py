@@ -4,8 +4,9 @@
 
 Each row runs in its own subprocess. tfgpt2 rows convert a saved 124M checkpoint the way
 `tfgpt2 export` does (a child loads it and writes the converter's SavedModel, a fresh child
-converts; "conv. RSS" = the larger child's peak + the row's own RSS, i.e. the process tree), recipes with a 256-slot cache, greedy decode of 128 tokens after a 32-token
-prompt in the LiteRT interpreter; in the same run ONNX Runtime GPT-2 with past (fp32, and dynamic
+converts; "conv. RSS" = the larger child's peak + the row's own RSS, i.e. the process tree),
+recipes with a 256-slot cache, greedy decode of 128 tokens after a 32-token prompt
+in the LiteRT interpreter; in the same run ONNX Runtime GPT-2 with past (fp32, and dynamic
 int8 after quant_pre_process) and a "full window, no cache" int8 TFLite (the 2019 HF Android design:
 the whole window is recomputed every token). Decode tok/s = the NEW - 1 tokens after the
 prompt pass, best of 3 runs, for every system alike; prefill time is printed apart.
@@ -149,11 +150,13 @@ def main():
         print(f"{'gpt2_' + recipe + '.tflite':22s} {r['bytes'] / 1e6:8.1f} {ratio:>7s} {r['convert_s']:9.0f} "
               f"{r['convert_peak_rss_gb']:12.2f} {r['tok_s']:7.1f} {vs:>10s}")
     if "fp32_tok_s" in ort:
-        print(f"{'ONNX Runtime fp32':22s} {ort['fp32_bytes'] / 1e6:8.1f} {'':7s} {'':9s} {'':11s} {ort['fp32_tok_s']:7.1f}")
-        print(f"{'ONNX Runtime int8':22s} {ort['int8_bytes'] / 1e6:8.1f} {'':7s} {'':9s} {'':11s} {ort['int8_tok_s']:7.1f}")
+        gap = f"{'':7s} {'':9s} {'':11s}"
+        print(f"{'ONNX Runtime fp32':22s} {ort['fp32_bytes'] / 1e6:8.1f} {gap} {ort['fp32_tok_s']:7.1f}")
+        print(f"{'ONNX Runtime int8':22s} {ort['int8_bytes'] / 1e6:8.1f} {gap} {ort['int8_tok_s']:7.1f}")
     fw = peers.get("full_window_int8", {})
     if "tok_s" in fw:
-        print(f"{'full window int8 (no cache)':22s} {fw['bytes'] / 1e6:8.1f} {'':7s} {'':9s} {'':11s} {fw['tok_s']:7.1f}")
+        gap = f"{'':7s} {'':9s} {'':11s}"
+        print(f"{'full window int8 (no cache)':22s} {fw['bytes'] / 1e6:8.1f} {gap} {fw['tok_s']:7.1f}")
     for name, r in peers.items():
         if "error" in r:
             print(f"{name} failed: {r['error']}")

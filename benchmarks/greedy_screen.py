@@ -1,11 +1,11 @@
-"""How often greedy_head's int8 screen decides a greedy step by itself, on a trained model.
+"""How often the int8 screen decides a greedy step by itself, on a trained model.
 
     tfgpt2 demo --steps 1200 --n-embd 256 --n-layer 4 --n-head 8 --skip-export --out demo
     python benchmarks/greedy_screen.py demo [--prompts 20] [--new 40]
 
 Greedy-decodes prompts from the demo's training texts (pydoc pages), then screens the hidden
 state of every generated position: a step the screen can't decide reads the fp32 head as well
-(tfgpt2/greedy_head.py). Also checks each decided token against the generated one.
+(tfgpt2/generation/screen.py). Also checks each decided token against the generated one.
 """
 
 import argparse
@@ -16,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfgpt2 import GPT2Tokenizer, TFGPT2LMHeadModel, greedy_head, training  # noqa: E402
+from tfgpt2 import GPT2Tokenizer, TFGPT2LMHeadModel, training  # noqa: E402
+from tfgpt2.generation import screen as greedy_head  # noqa: E402
 
 
 def main():

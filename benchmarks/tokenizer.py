@@ -14,9 +14,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def corpus(megabytes):
-    import pydoc_data.topics
+    import argparse as ap
+    import collections  # noqa: E401
+    import email
     import inspect
-    import collections, json, textwrap, argparse as ap, typing, email  # noqa: E401
+    import json
+    import pydoc_data.topics
+    import textwrap
+    import typing
 
     parts = list(pydoc_data.topics.topics.values())
     for module in (collections, json, textwrap, ap, typing, email, inspect):
@@ -72,8 +77,9 @@ def main():
     single = results["tfgpt2 encode (1 string)"] / results["tiktoken encode (1 string)"]
     batch = results["tfgpt2 encode_batch (docs)"] / results["tiktoken encode_batch (docs)"]
     print(f"tfgpt2 / tiktoken: {single:.2f}x (one string), {batch:.2f}x (batch); "
-          f"tiktoken / HF tokenizers: {results['tiktoken encode (1 string)'] / results['HF tokenizers encode (1 string)']:.2f}x"
-          f" (one string), {results['tiktoken encode_batch (docs)'] / results['HF tokenizers encode_batch (docs)']:.2f}x (batch)")
+          f"tiktoken / HF tokenizers: "
+          f"{results['tiktoken encode (1 string)'] / results['HF tokenizers encode (1 string)']:.2f}x (one string), "
+          f"{results['tiktoken encode_batch (docs)'] / results['HF tokenizers encode_batch (docs)']:.2f}x (batch)")
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ def build_corpus(seed=0):
         out.append(text.capitalize() + rng.choice([".", "!", "?", ",", "", "...", ";"]))
     out.extend(_code_snippets()[:900])
     for _ in range(500):  # numbers
-        out.append(rng.choice([str(rng.randint(0, 10 ** rng.randint(1, 25))), f"{rng.uniform(-1e6, 1e6):.{rng.randint(0, 9)}f}",
-                               f"{rng.random():e}", f"0x{rng.getrandbits(64):x}", f"{rng.randint(0, 999)},{rng.randint(0, 999):03d}",
+        out.append(rng.choice([str(rng.randint(0, 10 ** rng.randint(1, 25))),
+                               f"{rng.uniform(-1e6, 1e6):.{rng.randint(0, 9)}f}",
+                               f"{rng.random():e}", f"0x{rng.getrandbits(64):x}",
+                               f"{rng.randint(0, 999)},{rng.randint(0, 999):03d}",
                                f"+1 ({rng.randint(100, 999)}) {rng.randint(100, 999)}-{rng.randint(1000, 9999)}"]))
     for _ in range(400):  # whitespace runs
         parts = [rng.choice(WORDS + ["", "x"]) for _ in range(rng.randint(1, 6))]

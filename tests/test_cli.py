@@ -1,20 +1,11 @@
-"""The `tfgpt2` console script, run as a subprocess on tiny models."""
+"""The `tfgpt2` CLI on tiny models: in-process for the many error cases, and a few runs of the installed
+console script as a user's shell runs it (exit code, one line, no TF log noise)."""
 
 import os
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
-from conftest import CONFIGS
-
-
-def run_cli(*args, timeout=600):
-    """The installed CLI, run from a neutral directory (a source checkout must not shadow it)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "tfgpt2.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=tempfile.gettempdir())
+from helpers import CONFIGS, cli, run_cli
 
 
 def test_demo_trains_generates_and_saves(tmp_path):
@@ -36,11 +27,11 @@ def test_demo_trains_generates_and_saves(tmp_path):
     assert info.returncode == 0 and "n_embd" in info.stdout and "model.safetensors" in info.stdout
 
 
-def test_info_on_hf_checkpoint(hf_checkpoints):
+def test_info_on_hf_checkpoint(hf_checkpoints, capsys):
     _, path = hf_checkpoints["small-gelu_new"]
-    result = run_cli("info", path)
-    assert result.returncode == 0, result.stderr
-    assert f"n_layer              {CONFIGS['small-gelu_new']['n_layer']}" in result.stdout
+    code, out, err = cli(capsys, "info", path)
+    assert code == 0, err
+    assert f"n_layer              {CONFIGS['small-gelu_new']['n_layer']}" in out
 
 
 BAD = {  # five bad invocations per subcommand: (arguments, text the one-line error must contain)
@@ -78,16 +69,27 @@ BAD = {  # five bad invocations per subcommand: (arguments, text the one-line er
 
 @pytest.mark.parametrize("command, args, match", [(c, a, m) for c, cases in BAD.items() for a, m in cases],
                          ids=[f"{c}-{i}" for c, cases in BAD.items() for i in range(len(cases))])
-def test_bad_invocations_one_line_exit_2(command, args, match, hf_checkpoints, tmp_path):
+def test_bad_invocations_one_line_exit_2(command, args, match, hf_checkpoints, tmp_path, capsys):
     _, tiny = hf_checkpoints["small-gelu_new"]
-    result = run_cli(command, *[a.replace("{tiny}", tiny).replace("{tmp}", str(tmp_path)) for a in args])
-    assert result.returncode == 2, (result.returncode, result.stderr[-1500:])
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("tfgpt2")]
-    assert len(lines) == 1 and match in lines[0] and "Traceback" not in result.stderr, result.stderr[-1500:]
+    code, _, err = cli(capsys, command, *[a.replace("{tiny}", tiny).replace("{tmp}", str(tmp_path)) for a in args])
+    assert code == 2, (code, err[-1500:])
+    lines = [line for line in err.strip().splitlines() if line.startswith("tfgpt2")]
+    assert len(lines) == 1 and match in lines[0] and "Traceback" not in err, err[-1500:]
     assert not os.path.exists(tmp_path / "e") and not os.path.exists(tmp_path / "t" / "config.json")
 
 
-def test_train_checkpoints_resumes_and_plots(tmp_path):
+@pytest.mark.parametrize("args, match", [(["frobnicate"], "invalid choice"),
+                                         (["generate", "--model", "/nonexistent/dir", "--prompt", "x"],
+                                          "not a checkpoint directory")])
+def test_console_script_errors_are_one_line(args, match):
+    """The installed script as a shell runs it: exit 2, one error line, no traceback."""
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr[-1500:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("tfgpt2")]
+    assert len(lines) == 1 and match in lines[0] and "Traceback" not in result.stderr, result.stderr[-1500:]
+
+
+def test_train_checkpoints_resumes_and_plots(tmp_path, capsys):
     data = tmp_path / "data.txt"
     from tfgpt2 import training
 
@@ -95,9 +97,9 @@ def test_train_checkpoints_resumes_and_plots(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--steps", "12", "--epochs", "2", "--n-embd", "32",
             "--n-layer", "1", "--seq-len", "32", "--batch-size", "4"]
-    first = run_cli(*args)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert "epoch 2: held-out perplexity" in first.stdout and "12/12" not in first.stderr  # 6 steps per epoch
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err[-2000:]
+    assert "epoch 2: held-out perplexity" in out and "12/12" not in out + err  # 6 steps per epoch
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "checkpoints").is_dir() and (out / "model.safetensors").exists()
     import json
@@ -109,30 +111,29 @@ def test_train_checkpoints_resumes_and_plots(tmp_path):
     assert history["step_loss"][-1] < history["step_loss"][0]
     assert transformers.GPT2LMHeadModel.from_pretrained(str(out)).config.n_embd == 32
     # resume: the backup says both epochs are done, so fit restores and has nothing left to run
-    again = run_cli(*args, "--resume")
-    assert again.returncode == 0, again.stderr[-2000:]
+    code, _, err = cli(capsys, *args, "--resume")
+    assert code == 0, err[-2000:]
     assert json.loads((out / "train_history.json").read_text())["step_loss"] == []
     # fine-tune the saved model on the same data
-    tuned = run_cli("train", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "tuned"),
-                    "--steps", "4", "--epochs", "1", "--seq-len", "32", "--batch-size", "4")
-    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    code, _, err = cli(capsys, "train", "--model", out, "--data", data, "--out", tmp_path / "tuned",
+                       "--steps", "4", "--epochs", "1", "--seq-len", "32", "--batch-size", "4")
+    assert code == 0, err[-2000:]
 
 
-def test_bench_times_model_and_tflite_and_draws(hf_checkpoints, tmp_path):
+def test_bench_times_model_and_tflite_and_draws(hf_checkpoints, tiny_export, tmp_path, capsys):
     _, tiny = hf_checkpoints["small-gelu_new"]
-    export = run_cli("export", "--model", tiny, "--out", str(tmp_path / "e"), "--quantize", "int8",
-                     "--max-seq-len", "24", "--prefill-len", "8")
-    assert export.returncode == 0, export.stderr[-2000:]
-    result = run_cli("bench", "--model", tiny, "--export-dir", str(tmp_path / "e"), "--prompt", "8", "--new", "8",
-                     "--chart", str(tmp_path / "c.png"), "--json")
-    assert result.returncode == 0, result.stderr[-2000:]
+    _, export_dir, _ = tiny_export
+    code, out, err = cli(capsys, "bench", "--model", tiny, "--export-dir", export_dir, "--prompt", "8", "--new", "8",
+                         "--chart", tmp_path / "c.png", "--json")
+    assert code == 0, err[-2000:]
     import json
 
-    rates = json.loads(result.stdout.strip().splitlines()[0])
-    assert set(rates) == {"tfgpt2 XLA generate", "LiteRT gpt2_int8.tflite"} and min(rates.values()) > 0
+    rates = json.loads(out.strip().splitlines()[0])
+    assert set(rates) == {"tfgpt2 XLA generate", "LiteRT gpt2_fp32.tflite", "LiteRT gpt2_int8.tflite"}
+    assert min(rates.values()) > 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_usage_error_exit_2():
-    result = run_cli("frobnicate")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+def test_usage_error_exit_2(capsys):
+    code, _, err = cli(capsys, "frobnicate")
+    assert code == 2 and "invalid choice" in err

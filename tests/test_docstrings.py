@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["tfgpt2.config", "tfgpt2.cache", "tfgpt2.outputs", "tfgpt2.tokenizer", "tfgpt2.modeling",
-           "tfgpt2.text_graph", "tfgpt2.greedy_head"]
+           "tfgpt2.text_graph", "tfgpt2.generation.screen", "tfgpt2.generation.config"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -6,9 +6,16 @@ import os
 import numpy as np
 import pytest
 
-from conftest import build_hf
-from tfgpt2 import (CheckpointError, GPT2Config, GPT2ConfigError, GPT2InputError, KVCache,
-                    TFGPT2DoubleHeadsModel, TFGPT2LMHeadModel)
+from helpers import build_hf
+from tfgpt2 import (
+    CheckpointError,
+    GPT2Config,
+    GPT2ConfigError,
+    GPT2InputError,
+    KVCache,
+    TFGPT2DoubleHeadsModel,
+    TFGPT2LMHeadModel,
+)
 
 CFG = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=1, n_head=4)
 

@@ -6,19 +6,13 @@ import os
 import numpy as np
 import pytest
 
-from tfgpt2 import TFGPT2LMHeadModel
-from tfgpt2.export import pipeline, verify
+from helpers import GOLDEN, cli
+from tfgpt2.export import contract, pipeline, verify
 
 
 @pytest.fixture(scope="module")
-def exported(hf_checkpoints, tmp_path_factory):
-    _, path = hf_checkpoints["small-gelu_new"]
-    out = tmp_path_factory.mktemp("exp") / "gpt2-export"
-    model = TFGPT2LMHeadModel.from_pretrained(path)
-    held_out = np.random.default_rng(0).integers(0, model.config.vocab_size, (2, 16))
-    report = pipeline.export(path, str(out), quantize=["fp32", "int8"], max_seq_len=24, prefill_len=8,
-                             held_out=held_out, log=lambda *_: None)
-    return model, out, report
+def exported(tiny_export):
+    return tiny_export
 
 
 def test_layout_and_contract(exported):
@@ -28,22 +22,22 @@ def test_layout_and_contract(exported):
                      "saved_model", "tokenizer"]
     assert os.path.exists(out / "saved_model" / "1" / "saved_model.pb")
     assert os.path.exists(out / "saved_model" / "1" / "assets.extra" / "tf_serving_warmup_requests")
-    contract = json.loads((out / "model.json").read_text())
-    assert contract["max_seq_len"] == 24 and contract["prefill_len"] == 8
-    for rel in contract["tokenizer"]["files"]:
+    written = json.loads((out / "model.json").read_text())
+    assert written["max_seq_len"] == 24 and written["prefill_len"] == 8
+    for rel in written["tokenizer"]["files"]:
         assert os.path.exists(out / rel)
-    for rel, digest in contract["sha256"].items():
-        assert pipeline.sha256(str(out / rel)) == digest
-    assert len(contract["sha256"]) >= 5
+    for rel, digest in written["sha256"].items():
+        assert contract.sha256(str(out / rel)) == digest
+    assert len(written["sha256"]) >= 5
 
 
 def test_every_tflite_matches_model_json_as_the_app_reads_it(exported):
     _, out, _ = exported
-    contract = json.loads((out / "model.json").read_text())
-    for name, entry in contract["models"].items():
+    written = json.loads((out / "model.json").read_text())
+    for name, entry in written["models"].items():
         live = verify.signature_contract(str(out / name))
         assert live == entry["signatures"]
-        cfg = contract["config"]
+        cfg = written["config"]
         head_dim = cfg["n_embd"] // cfg["n_head"]
         decode = entry["signatures"]["decode"]
         for i in range(cfg["n_layer"]):
@@ -105,129 +99,93 @@ def test_failure_after_conversion_leaves_no_partial_dir(hf_checkpoints, tmp_path
     assert os.listdir(tmp_path) == []
 
 
-def test_cli_export(hf_checkpoints, tmp_path):
+def test_cli_export(hf_checkpoints, tmp_path, capsys):
     _, path = hf_checkpoints["small-gelu_new"]
-    from test_cli import run_cli
-
-    run = lambda *a: run_cli("export", *a)  # noqa: E731
-    ok = run("--model", path, "--out", str(tmp_path / "e"), "--quantize", "fp16", "--max-seq-len", "16",
-             "--prefill-len", "4")
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "[2/3] SavedModel" in ok.stdout and os.path.exists(tmp_path / "e" / "gpt2_fp16.tflite")
-    bad = run("--model", path, "--out", str(tmp_path / "e"))
-    assert bad.returncode == 2 and "--overwrite" in bad.stderr
+    code, out, err = cli(capsys, "export", "--model", path, "--out", tmp_path / "e", "--quantize", "fp16",
+                         "--max-seq-len", "16", "--prefill-len", "4")
+    assert code == 0, err[-2000:]
+    assert "[2/3] SavedModel" in out and os.path.exists(tmp_path / "e" / "gpt2_fp16.tflite")
+    code, _, err = cli(capsys, "export", "--model", path, "--out", tmp_path / "e")
+    assert code == 2 and "--overwrite" in err
 
 
-def test_cli_export_android_fills_the_app_assets(hf_checkpoints, tmp_path):
+def test_cli_export_android_fills_the_app_assets(hf_checkpoints, tmp_path, capsys):
     """`--android ASSETS`: int8 by default; the app reads only model.json and the files it names."""
     _, path = hf_checkpoints["small-gelu_new"]
-    from test_cli import run_cli
-
     assets = tmp_path / "app" / "src" / "main" / "assets"
     os.makedirs(assets)
-    ok = run_cli("export", "--model", path, "--android", str(assets), "--max-seq-len", "16", "--prefill-len", "4")
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    contract = json.loads((assets / "model.json").read_text())
-    assert list(contract["models"]) == ["gpt2_int8.tflite"]
+    code, _, err = cli(capsys, "export", "--model", path, "--android", assets, "--max-seq-len", "16",
+                       "--prefill-len", "4")
+    assert code == 0, err[-2000:]
+    written = json.loads((assets / "model.json").read_text())
+    assert list(written["models"]) == ["gpt2_int8.tflite"]
     assert sorted(os.listdir(assets)) == ["gpt2_int8.tflite", "model.json", "tokenizer"]
-    for rel in [*contract["tokenizer"]["files"], *contract["models"]]:
-        assert pipeline.sha256(str(assets / rel)) == contract["sha256"][rel]
-    for name, entry in contract["models"].items():  # the runner's view of the copied file == model.json
+    for rel in [*written["tokenizer"]["files"], *written["models"]]:
+        assert contract.sha256(str(assets / rel)) == written["sha256"][rel]
+    for name, entry in written["models"].items():  # the runner's view of the copied file == model.json
         assert verify.signature_contract(str(assets / name)) == entry["signatures"]
-    bad = run_cli("export", "--model", path, "--android", str(tmp_path / "missing" / "assets"))
-    assert bad.returncode == 2 and "android_demo/app/src/main/assets" in bad.stderr
-    neither = run_cli("export", "--model", path)
-    assert neither.returncode == 2 and "--android" in neither.stderr
+    code, _, err = cli(capsys, "export", "--model", path, "--android", tmp_path / "missing" / "assets")
+    assert code == 2 and "android_demo/app/src/main/assets" in err
+    code, _, err = cli(capsys, "export", "--model", path)
+    assert code == 2 and "--android" in err
 
 
-def test_cli_verify_passes_then_catches_tampering(exported, tmp_path):
+def test_cli_verify_passes_then_catches_tampering(exported, tmp_path, capsys):
     import shutil
-
-    from test_cli import run_cli
 
     _, out, _ = exported
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    ok = run_cli("verify", str(copy))
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "signatures match model.json" in ok.stdout and "ok (" in ok.stdout
+    code, stdout, err = cli(capsys, "verify", copy)
+    assert code == 0, err[-2000:]
+    assert "signatures match model.json" in stdout and "ok (" in stdout
     with open(copy / "gpt2_int8.tflite", "r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01\x02")
-    bad = run_cli("verify", str(copy))
-    assert bad.returncode == 2 and "gpt2_int8.tflite changed since export" in bad.stderr
+    code, _, err = cli(capsys, "verify", copy)
+    assert code == 2 and "gpt2_int8.tflite changed since export" in err
 
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+def test_kotlin_replay_goldens_equal_a_fresh_export(tmp_path):
+    """tests/golden/replay_<recipe>.json and model.json (tools/write_goldens.py), which the Kotlin
+    Generator replays, against the same tiny model exported and decoded in LiteRT now: the same
+    greedy tokens, stopping when the cache is full; the fp32 recording equals Keras generate."""
+    import write_goldens
 
-
-def test_write_liteRT_replay_for_kotlin(tmp_path):
-    """tests/golden/replay_<recipe>.json: LiteRT greedy tokens and every logits row they came from.
-
-    The Kotlin Generator replays these logits through a CausalLm fake and must pick the same tokens
-    and stop when the cache is full, at the same step; model.json is copied for the contract test.
-    Large random weights (initializer_range 0.5) so greedy text doesn't collapse into one repeated id.
-    """
-    import shutil
-
-    from conftest import CONFIGS, build_hf
-
-    hf = build_hf("GPT2LMHeadModel", CONFIGS["small-gelu_new"], seed=3, initializer_range=0.5)
-    hf.save_pretrained(tmp_path / "hf")
+    model = write_goldens.replay_export(str(tmp_path))
     out = tmp_path / "export"
-    model = TFGPT2LMHeadModel.from_pretrained(str(tmp_path / "hf"))
-    pipeline.export(model, str(out), quantize=["fp32", "int8"], max_seq_len=24, prefill_len=8, log=lambda *_: None)
-    contract = json.loads((out / "model.json").read_text())
-    prompt = [5, 17, 42, 8, 63]
-    P, S = contract["prefill_len"], contract["max_seq_len"]
-    for name, entry in contract["models"].items():
-        session = verify.lite_session(str(out / name))
-        rows, tokens = [session.prefill(prompt)], []
-        while True:
-            tokens.append(int(np.argmax(rows[-1])))
-            if session.capacity_left == 0:  # every slot written: the app must stop here
-                break
-            rows.append(session.decode(tokens[-1]))
+    fresh = json.loads((out / "model.json").read_text())
+    with open(os.path.join(GOLDEN, "model.json"), encoding="utf-8") as f:
+        golden_contract = json.load(f)
+    for key in ("format_version", "config", "max_seq_len", "prefill_len", "cache", "special_tokens", "models"):
+        assert golden_contract[key] == fresh[key], key
+    P, S = fresh["prefill_len"], fresh["max_seq_len"]
+    for name, entry in fresh["models"].items():
+        tokens, rows = write_goldens.replay(str(out / name))
         assert len(tokens) == S - P + 1 and len(set(tokens)) >= 4, tokens
         if entry["recipe"] == "fp32":  # the recording itself is checked against Keras
-            keras_tokens = model.generate(np.array([prompt], np.int32), max_new_tokens=len(tokens),
-                                          eos_token_id=None).numpy()[0, len(prompt):]
+            prompt = np.array([write_goldens.REPLAY_PROMPT], np.int32)
+            keras_tokens = model.generate(prompt, max_new_tokens=len(tokens), eos_token_id=None).numpy()[0, 5:]
             assert keras_tokens.tolist() == tokens
-        record = {"model": name, "recipe": entry["recipe"], "prompt": prompt, "tokens": tokens,
-                  "capacity_after_prefill": S - P,
-                  "logits": [[float(x) for x in row] for row in np.asarray(rows, np.float32)]}
-        with open(os.path.join(GOLDEN, f"replay_{entry['recipe']}.json"), "w", encoding="ascii") as f:
-            json.dump(record, f)
-    shutil.copy(out / "model.json", os.path.join(GOLDEN, "model.json"))
+        with open(os.path.join(GOLDEN, f"replay_{entry['recipe']}.json"), encoding="ascii") as f:
+            golden = json.load(f)
+        assert golden["format_version"] == 1 and golden["model"] == name
+        assert golden["tokens"] == tokens and golden["capacity_after_prefill"] == S - P
+        assert np.abs(np.asarray(golden["logits"]) - rows).max() <= 1e-3
 
 
 def test_exporting_process_loads_no_tensorflow_before_converting(hf_checkpoints, tmp_path):
     """The converter children run while the exporting process holds no TF runtime and no model:
     checking the targets and the children's work must not import tensorflow in the parent."""
-    from conftest import run_python
+    from helpers import run_python
 
     _, path = hf_checkpoints["small-gelu_new"]
-    out = run_python(None, f"""
+    out = run_python(f"""
 import sys
 from tfgpt2.export import pipeline, worker
 pipeline.check_targets(pipeline.source_config({path!r}), {str(tmp_path / 'x')!r}, ["fp32", "int8"], False, 24, 8)
 worker.run_child("archive", {path!r}, {str(tmp_path / 'a')!r}, 24, 8, "float")
 r = worker.run_child("convert", {str(tmp_path / 'a')!r}, "int8", {str(tmp_path / 'm.tflite')!r})
 print("tensorflow" in sys.modules, r["bytes"] > 0, r["peak_rss_gb"] > 0)
-""", cwd=str(tmp_path))
+""")
     assert out.split()[-3:] == ["False", "True", "True"], out
-
-
-def test_conversion_children_import_the_installed_package_from_any_cwd(hf_checkpoints, tmp_path, monkeypatch):
-    """A checkout's tfgpt2/ (no export/ inside) in the cwd must not shadow the installed package."""
-    from tfgpt2.export import worker
-
-    import shutil
-
-    _, path = hf_checkpoints["small-gelu_new"]
-    shutil.copytree(path, tmp_path / "ckpt")
-    (tmp_path / "tfgpt2").mkdir()
-    (tmp_path / "tfgpt2" / "__init__.py").write_text("")
-    monkeypatch.chdir(tmp_path)
-    assert worker.run_child("archive", "ckpt", str(tmp_path / "a"), 24, 8, "float")["peak_rss_gb"] > 0  # relative SRC
-    assert (tmp_path / "a" / "float" / "saved_model.pb").exists()

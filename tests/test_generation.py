@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import CONFIGS
+from helpers import CONFIGS, hf_generate
 from tfgpt2 import GPT2InputError, TFGPT2LMHeadModel
-from tfgpt2.cache import KVCache
-from tfgpt2.generation import _decoder
+from tfgpt2.cache import MASKED, KVCache
+from tfgpt2.generation import decoder_of as _decoder
 
 NAMES = list(CONFIGS)
 
@@ -16,15 +15,6 @@ NAMES = list(CONFIGS)
 def pair(request, hf_checkpoints):
     hf, path = hf_checkpoints[request.param]
     return CONFIGS[request.param], hf, TFGPT2LMHeadModel.from_pretrained(path)
-
-
-def hf_generate(hf, ids, mask=None, **kwargs):
-    mask = np.ones_like(ids) if mask is None else mask
-    kwargs.setdefault("pad_token_id", 0)
-    with torch.no_grad():
-        out = hf.generate(torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long),
-                          do_sample=False, **kwargs)
-    return out.numpy()
 
 
 def test_greedy_xla_eager_and_pytorch_agree(pair):
@@ -129,12 +119,12 @@ def test_sampling_seeds_top_k_1_and_eager_equals_xla(pair):
 def test_top_p_keeps_smallest_nucleus():
     import tensorflow as tf
 
-    from tfgpt2.sampling import top_k_top_p
+    from tfgpt2.generation.sampling import top_k_top_p
 
     logits = tf.math.log(tf.constant([[0.5, 0.3, 0.15, 0.05]]))
-    kept = top_k_top_p(logits, tf.constant(0), tf.constant(0.7), False, True).numpy()[0] > -1e29
+    kept = top_k_top_p(logits, tf.constant(0), tf.constant(0.7), False, True).numpy()[0] > MASKED
     assert kept.tolist() == [True, True, False, False]
-    kept = top_k_top_p(logits, tf.constant(3), tf.constant(1.0), True, False).numpy()[0] > -1e29
+    kept = top_k_top_p(logits, tf.constant(3), tf.constant(1.0), True, False).numpy()[0] > MASKED
     assert kept.tolist() == [True, True, True, False]
 
 

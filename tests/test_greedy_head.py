@@ -1,14 +1,15 @@
-"""greedy_head: the int8-screened greedy choice equals the argmax of the logits (numpy float64)."""
+"""The int8 screen (generation/screen.py): its greedy choice equals the argmax of the logits (float64)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import torch
 
-from conftest import CONFIGS
-from tfgpt2 import TFGPT2LMHeadModel, greedy_head
-from tfgpt2.generation import SCREEN_MAX_MISSES, SCREEN_MIN_TOKENS, _decoder
-from test_generation import hf_generate
+from helpers import CONFIGS, hf_generate
+from tfgpt2 import TFGPT2LMHeadModel
+from tfgpt2.generation import GenerationConfig, heads
+from tfgpt2.generation import screen as greedy_head
+from tfgpt2.generation.heads import SCREEN_MAX_MISSES, SCREEN_MIN_TOKENS
 
 
 def _wte(vocab, width, seed=0, outliers=()):
@@ -144,15 +145,15 @@ def test_generate_after_changing_weights_matches_transformers(pair, change):
 
 def test_a_call_stops_screening_after_the_miss_budget(pair):
     cfg, hf, model = pair
-    decoder = _decoder(model)
+    head = heads.ScreenedGreedyHead(model.transformer, GenerationConfig(head="screened"))
     wte = model.transformer.wte.embeddings
     old = wte.numpy()
     hidden = tf.constant(_hidden(1, cfg["n_embd"]))
-    args = (tf.constant(0), tf.constant(0), tf.constant([-1]))  # step, min_new_tokens, eos ids
+    params = dict(max_new_tokens=tf.constant(SCREEN_MIN_TOKENS), min_new_tokens=tf.constant(0),
+                  eos_token_id=tf.constant([-1]))
 
     def greedy(misses):
-        tokens, after = decoder.greedy(hidden, decoder.screen(tf.constant(True)), tf.constant(True),
-                                       tf.constant(misses), *args)
+        tokens, _, after = head.choose(hidden, head.begin(params), tf.constant(misses), tf.constant(0), None, params)
         assert tokens.numpy().tolist() == _reference(hidden.numpy(), wte.numpy()).tolist()
         return int(after)
 

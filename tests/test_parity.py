@@ -1,20 +1,18 @@
 """tfgpt2 vs transformers PyTorch on the same saved weights: logits, states, attentions."""
 
+import json
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import CONFIGS, build_hf, hf_tf_python, run_python, torch_run
-from tfgpt2 import (TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification, TFGPT2LMHeadModel,
-                    TFGPT2Model)
+from helpers import CONFIGS, FIXTURES, build_hf, max_diff, torch_run
+from tfgpt2 import TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification, TFGPT2LMHeadModel, TFGPT2Model
 from tfgpt2.cache import KVCache
 
 ATOL = 1e-4
 NAMES = list(CONFIGS)
-
-
-def max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
 def ids_for(cfg, batch, length, seed=1):
@@ -163,26 +161,20 @@ def _save_bin(hf, path):
 
 
 @pytest.mark.parametrize("kind", ["GPT2LMHeadModel", "GPT2DoubleHeadsModel"])
-def test_hf_tf_h5_checkpoint(kind, tmp_path):
-    """tf_model.h5 written by transformers 4.57.6's own TF port (from_pt=True + save_pretrained)."""
-    python = hf_tf_python()
-    if python is None:
-        pytest.skip("no venv with transformers 4.57.6 TF could be made (offline?)")
-    cfg = CONFIGS["wide-gelu-inv_idx"]
-    hf = build_hf(kind, cfg, seed=6)
-    pt_dir, tf_dir = tmp_path / "pt", tmp_path / "tf"
-    hf.save_pretrained(pt_dir)
-    run_python(python, f"import transformers; m = transformers.TF{kind}.from_pretrained("
-                       f"{str(pt_dir)!r}, from_pt=True); m.save_pretrained({str(tf_dir)!r})")
-    assert (tf_dir / "tf_model.h5").exists() and not (tf_dir / "model.safetensors").exists()
+def test_hf_tf_h5_checkpoint(kind):
+    """tf_model.h5 written by transformers 4.57.6's own TF port, against that port's logits
+    (tests/fixtures/hf_tf_h5, written by tools/write_tf_h5.py)."""
+    directory = os.path.join(FIXTURES, "hf_tf_h5", kind)
+    assert sorted(os.listdir(directory)) == ["config.json", "expected.json", "tf_model.h5"]
+    with open(os.path.join(directory, "expected.json"), encoding="utf-8") as f:
+        expected = json.load(f)
+    assert expected["format_version"] == 1 and expected["transformers"] == "4.57.6"
     cls = TFGPT2LMHeadModel if kind == "GPT2LMHeadModel" else TFGPT2DoubleHeadsModel
-    model = cls.from_pretrained(str(tf_dir))
-    shape = (2, 6) if kind == "GPT2LMHeadModel" else (2, 2, 6)
-    ids = np.random.default_rng(11).integers(0, cfg["vocab_size"], shape).astype("int32")
-    ref, out = torch_run(hf, ids), model(ids)
-    assert max_diff(out.logits, ref.logits) <= ATOL
+    model = cls.from_pretrained(directory)
+    out = model(np.asarray(expected["input_ids"], "int32"))
+    assert max_diff(out.logits, expected["logits"]) <= ATOL
     if kind == "GPT2DoubleHeadsModel":
-        assert max_diff(out.mc_logits, ref.mc_logits) <= ATOL
+        assert max_diff(out.mc_logits, expected["mc_logits"]) <= ATOL
 
 
 def test_save_pretrained_loads_in_pytorch(pair, tmp_path):

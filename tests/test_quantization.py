@@ -1,16 +1,16 @@
 """Quantization recipes on a *trained* reference model: fidelity vs fp32 Keras, builtin ops, size.
 
-The reference GPT-2 (tfgpt2/reference.py: 2 layers, 128 wide, the real 50,257-token vocabulary)
-is trained with `fit` on Python's pydoc topics and cached in ~/.cache/tfgpt2; fidelity is measured
-on held-out blocks it never saw, through prefill + decode in the LiteRT interpreter.
+The reference GPT-2 (tests/fixtures/reference, written by tools/reference_model.py: 2 layers, 128
+wide, the real 50,257-token vocabulary, trained with the project's training recipe on Python's pydoc
+topics) is committed, so every machine measures the same weights; fidelity is measured on held-out
+blocks it never saw, through prefill + decode in the LiteRT interpreter.
 """
 
 import json
 
-import numpy as np
 import pytest
 
-from tfgpt2 import reference
+from helpers import reference_model
 from tfgpt2.export import pipeline
 
 PREFILL, SEQ = 32, 96
@@ -18,12 +18,11 @@ PREFILL, SEQ = 32, 96
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    model, held_out = reference.load()
-    train, _ = reference.split_blocks(reference.RECIPE["seq_len"])
+    model, held_out, calibration = reference_model()
     out = tmp_path_factory.mktemp("quant") / "export"
     report = pipeline.export(model, str(out), quantize=["fp32", "fp16", "int8", "int8-full", "int4"],
                              max_seq_len=SEQ, prefill_len=PREFILL, held_out=held_out[:8],
-                             calibration=train[:16], log=lambda *_: None)
+                             calibration=calibration, log=lambda *_: None)
     print(json.dumps({n: {"MB": e["bytes"] / 1e6, **e["fidelity"]} for n, e in report["files"].items()}, indent=1))
     return model, out, report
 
@@ -61,7 +60,7 @@ def test_tied_embedding_stored_once(exported):
 
 
 def test_int8_full_needs_calibration(tmp_path):
-    model, _ = reference.load()
+    model, _, _ = reference_model()
     with pytest.raises(ValueError, match="--calibration-text"):
         pipeline.export(model, str(tmp_path / "x"), quantize=["int8-full"], max_seq_len=SEQ, prefill_len=PREFILL)
     assert not (tmp_path / "x").exists()

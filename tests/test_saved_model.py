@@ -5,9 +5,8 @@ import textwrap
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from conftest import run_python
+from helpers import run_python
 from tfgpt2 import TFGPT2LMHeadModel
 from tfgpt2.export import saved_model
 
@@ -63,8 +62,8 @@ def exported(hf_checkpoints, tmp_path_factory):
     mask[1, :2] = 0  # left padding
     np.savez(root / "in.npz", ids=ids, mask=mask)
     (root / "child.py").write_text(CHILD)
-    run_python(None, f"import runpy, sys; sys.argv = ['child', {str(root / 'saved_model' / '1')!r}, "
-                     f"{str(root / 'in.npz')!r}, {str(root / 'out.npz')!r}]; runpy.run_path({str(root / 'child.py')!r})")
+    argv = [str(root / "saved_model" / "1"), str(root / "in.npz"), str(root / "out.npz")]
+    run_python(f"import runpy, sys; sys.argv = ['child', *{argv!r}]; runpy.run_path({str(root / 'child.py')!r})")
     return model, ids, mask, dict(np.load(root / "out.npz"))
 
 
@@ -113,14 +112,15 @@ TEXT_CHILD = textwrap.dedent("""
 
 def test_text_signature_in_a_fresh_process_equals_python_tokenizer_and_generate(tmp_path):
     """saved_model_text/1: text in -> greedy continuation out, == GPT2Tokenizer + generate per prompt."""
-    from tfgpt2 import GPT2Tokenizer, reference
+    from helpers import reference_model
+    from tfgpt2 import GPT2Tokenizer
     from tfgpt2.export import text_serving
 
-    model, _ = reference.load()
+    model, _, _ = reference_model()
     path = tmp_path / "saved_model_text" / "1"
     text_serving.build(model, str(path), max_new_tokens_cap=16)
     prompts = ["The for statement", "A class definition defines", "x"]
-    got = json.loads(run_python(None, TEXT_CHILD.replace("sys.argv[1]", repr(str(path)))
+    got = json.loads(run_python(TEXT_CHILD.replace("sys.argv[1]", repr(str(path)))
                                 .replace("sys.argv[2]", repr(json.dumps(prompts)))).strip().splitlines()[-1])
     tok = GPT2Tokenizer()
     for prompt, text in zip(prompts, got):

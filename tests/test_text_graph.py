@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_python
 from corpus import build_corpus
+from helpers import run_python
 from tfgpt2 import GPT2Tokenizer
 from tfgpt2.text_graph import GPT2GraphTokenizer
 
@@ -74,7 +74,7 @@ def test_savedmodel_in_fresh_process_without_tfgpt2(graph_tok, sample, tmp_path)
         assert "tfgpt2" not in sys.modules
         print(json.dumps({{"ids": out, "back": back}}))
     """)
-    result = json.loads(run_python(None, code).strip().splitlines()[-1])
+    result = json.loads(run_python(code).strip().splitlines()[-1])
     python = GPT2Tokenizer().encode_batch(sample)
     mismatches = sum(a != b for a, b in zip(python, result["ids"]))
     print(f"{len(sample)} strings after SavedModel load: {mismatches} mismatches")

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from helpers import keras_logits
 from tfgpt2 import TFGPT2LMHeadModel
 from tfgpt2.export import tflite, verify
 
@@ -60,12 +61,6 @@ def test_signatures(fp32):
     assert sorted(sigs["prefill"]["outputs"]) == sorted(["cache_mask", "logits", *caches])
     assert sorted(sigs["decode"]["inputs"]) == sorted(["cache_mask", "token_id", *caches])
     assert sorted(sigs["decode"]["outputs"]) == ["logits", "new_k", "new_v"]
-
-
-def keras_logits(model, prompt, tokens):
-    """Keras logits (len(tokens), V) that chose each of `tokens` after `prompt`, in one full pass."""
-    seq = np.concatenate([prompt, tokens[:-1]])[None]
-    return model(seq).logits.numpy()[0, len(prompt) - 1:]
 
 
 def test_decode_never_copies_the_cache(fp32):

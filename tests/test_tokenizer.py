@@ -6,15 +6,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED_TIKTOKEN
 from corpus import build_corpus, invalid_strings
+from helpers import GOLDEN, ROOT, TIKTOKEN_RANKS
 from tfgpt2 import GPT2Tokenizer
 from tfgpt2.tokenizer import ASSETS, EOT, PATTERN
-
-GOLDEN = os.path.join(ROOT, "tests", "golden", "tokenizer.json")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +24,7 @@ def reference_tiktoken():
     import tiktoken
 
     ranks = {}
-    with open(SHARED_TIKTOKEN, "rb") as f:
+    with open(TIKTOKEN_RANKS, "rb") as f:
         for line in f:
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
@@ -156,15 +153,12 @@ def test_bundled_vocab_regenerates_identically(tmp_path):
             assert a.read() == b.read(), name
 
 
-def test_write_golden_vectors_for_kotlin(tok, reference_tiktoken, corpus):
-    """tests/golden/tokenizer.json: text -> ids on the real vocab; the Kotlin core tests read it."""
-    rng = np.random.default_rng(0)
-    picks = sorted(rng.choice(len(corpus), 1100, replace=False).tolist())
-    texts = [corpus[i] for i in picks if len(corpus[i]) < 400] + invalid_strings()[:20]
-    cases = [{"text": t, "ids": reference_tiktoken.encode(t, allowed_special="all")} for t in texts]
-    for case in cases:
+def test_kotlin_golden_vectors_are_tiktokens_ids(tok, reference_tiktoken):
+    """tests/golden/tokenizer.json (tools/write_goldens.py), which the Kotlin tokenizer tests read:
+    every case's ids are tiktoken's and tfgpt2's for its text."""
+    with open(os.path.join(GOLDEN, "tokenizer.json"), encoding="ascii") as f:
+        golden = json.load(f)
+    assert golden["format_version"] == 1 and len(golden["cases"]) >= 1000
+    for case in golden["cases"]:
+        assert reference_tiktoken.encode(case["text"], allowed_special="all") == case["ids"]
         assert tok.encode(case["text"]) == case["ids"]
-    assert len(cases) >= 1000
-    os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
-    with open(GOLDEN, "w", encoding="ascii") as f:  # ascii: lone surrogates stay \\udXXX escapes
-        json.dump({"source": "tiktoken r50k ranks (shared/data/gpt2.tiktoken)", "cases": cases}, f, indent=0)

@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import CONFIGS, build_hf, run_python, torch_run
-from tfgpt2 import (GPT2Config, GPT2Tokenizer, TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification,
-                    TFGPT2LMHeadModel, TFGPT2Model)
-from tfgpt2 import training
+from helpers import CONFIGS, build_hf, run_python, torch_run
+from tfgpt2 import (
+    GPT2Config,
+    GPT2Tokenizer,
+    TFGPT2DoubleHeadsModel,
+    TFGPT2ForSequenceClassification,
+    TFGPT2LMHeadModel,
+    TFGPT2Model,
+    training,
+)
 
 TINY = dict(n_embd=32, n_layer=2, n_head=4, n_positions=64)
 
@@ -152,7 +158,7 @@ def test_mirrored_strategy_first_step_loss_matches_single_device():
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         print(mirrored.num_replicas_in_sync, first_loss(tf.distribute.get_strategy()), first_loss(mirrored))
     """)
-    replicas, single, mirrored = run_python(None, code).split()[-3:]
+    replicas, single, mirrored = run_python(code).split()[-3:]
     print(f"first-step loss: single device {single}, MirroredStrategy x{replicas} {mirrored}")
     assert int(replicas) == 2
     assert abs(float(single) - float(mirrored)) <= 1e-5, (single, mirrored)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfgpt2 import cache as kv_cache
 
-# c_proj weight blocks: 124M XLA decode 1.09-1.15x vs 1 block (five interleaved A/Bs; 2-3 gained less, 6-8 slower)
+# c_proj weight blocks: XLA CPU runs four independent (out/4, in) dots faster than one (docs/design.md)
 PROJ_BLOCKS = 4
 
 
@@ -29,14 +29,13 @@ class Conv1D(keras.layers.Layer):
     the `c_proj`s (one block if `units` doesn't divide). Decoding one token is a matrix-vector
     product per weight; XLA on CPU runs those faster on independent `(out, in)` blocks than on one
     `(in, out)` matrix, and a `c_proj` in four blocks skips XLA's slower dot+bias+residual fusion
-    (README, Benchmarks). `hf_kernel` is the checkpoint-layout view used by weight loading and saving.
+    (docs/design.md). `hf_kernel` is the checkpoint-layout view used by weight loading and saving.
     """
 
     def __init__(self, units, config, scale=1.0, blocks=1, **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.num_blocks = blocks if units % blocks == 0 else 1
-        self.merge_blocks = False  # set while tracing for LiteRT (export/tflite.py), which prefers one FC
         self.stddev = config.initializer_range * scale
 
     def build(self, input_shape):
@@ -64,9 +63,12 @@ class Conv1D(keras.layers.Layer):
         return [tf.reshape(tf.matmul(rows, tf.cast(k, x.dtype), transpose_b=True),  # (B * T, out / blocks)
                            tf.concat([lead, [k.shape[0]]], 0)) for k in kernels]  # (..., out / blocks)
 
-    def call(self, x, split=False):
-        """(..., out), or with `split` the list of per-block outputs (q, k, v for `c_attn`)."""
-        parts = self.blocks(x, merged=self.merge_blocks and not split)
+    def call(self, x, split=False, merged=False):
+        """(..., out), or with `split` the list of per-block outputs (q, k, v for `c_attn`).
+
+        `merged`: one product over the concatenated blocks (the LiteRT export: one FULLY_CONNECTED).
+        """
+        parts = self.blocks(x, merged=merged and not split)
         if split:
             biases = tf.split(tf.cast(self.bias, parts[0].dtype), len(parts))
             return [p + b for p, b in zip(parts, biases)]
@@ -124,26 +126,46 @@ class Attention(keras.layers.Layer):
 
     def _heads(self, x, batch, length):
         cfg = self.config
+        if x.shape[1] == 1:  # one token: a reshape says it without a TRANSPOSE op in exported graphs
+            return tf.reshape(x, (batch, cfg.n_head, 1, cfg.head_dim))  # (B, nh, 1, hs)
         x = tf.reshape(x, (batch, length, cfg.n_head, cfg.head_dim))  # (B, T, nh, hs)
         return tf.transpose(x, (0, 2, 1, 3))  # (B, nh, T, hs)
 
-    def call(self, x, bias, layer_cache=None, index=None, training=False):
-        """x (B, T, C); bias (B, 1, T, S) additive; layer_cache (2, B, nh, S, hs) or None (S = T)."""
+    def _merge_heads(self, y, batch, length):
+        if y.shape[2] == 1:
+            return tf.reshape(y, (batch, 1, self.config.n_embd))  # (B, 1, C)
+        return tf.reshape(tf.transpose(y, (0, 2, 1, 3)), (batch, length, self.config.n_embd))  # (B, T, C)
+
+    def call(self, x, bias, layer_cache=None, index=None, training=False, attend=None, merged=False):
+        """x (B, T, C); bias (B, 1, T, S) additive; layer_cache (2, B, nh, S, hs) or None (S = T).
+
+        `attend(q, k, v) -> (y (B, nh, T, hs), layer_cache, probs)` replaces the attention over the
+        cache (the LiteRT decode graph attends over caller-owned tensors); q arrives scaled, float32.
+        `merged`: c_proj as one product (see Conv1D.call). Returns (y (B, T, C), layer_cache, probs).
+        """
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = self.c_attn(x, split=True)  # 3 x (B, T, C)
         q, k, v = (self._heads(t, batch, length) for t in (q, k, v))  # (B, nh, T, hs)
+        # Scores in float32: exact under mixed precision and with reorder_and_upcast_attn.
+        q32 = tf.cast(q, tf.float32) * self.scale  # (B, nh, T, hs)
+        if attend is None:
+            y, layer_cache, probs = self.attend_cache(q32, k, v, bias, layer_cache, index, training)
+        else:
+            y, layer_cache, probs = attend(q32, k, v)
+        y = self._merge_heads(y, batch, length)  # (B, T, C)
+        y = self.resid_dropout(self.c_proj(y, merged=merged), training=training)  # (B, T, C)
+        return y, layer_cache, probs
+
+    def attend_cache(self, q32, k, v, bias, layer_cache, index, training):
+        """Softmax attention of q (B, nh, T, hs) over k, v, or over the cache after writing them."""
         if layer_cache is not None:
             layer_cache = kv_cache.write(layer_cache, k, v, index)  # (2, B, nh, S, hs)
             k, v = tf.unstack(layer_cache)  # (B, nh, S, hs); UNPACK in LiteRT, whose StridedSlice is slow
-        # Scores in float32: exact under mixed precision and with reorder_and_upcast_attn.
-        q32 = tf.cast(q, tf.float32) * self.scale
         scores = tf.matmul(q32, tf.cast(k, tf.float32), transpose_b=True)  # (B, nh, T, S)
         scores = scores + tf.cast(bias, tf.float32)  # (B, nh, T, S)
         probs = tf.nn.softmax(scores, axis=-1)  # (B, nh, T, S)
         probs = self.attn_dropout(probs, training=training)
         y = tf.matmul(tf.cast(probs, v.dtype), v)  # (B, nh, T, hs)
-        y = tf.reshape(tf.transpose(y, (0, 2, 1, 3)), (batch, length, self.config.n_embd))  # (B, T, C)
-        y = self.resid_dropout(self.c_proj(y), training=training)  # (B, T, C)
         return y, layer_cache, probs
 
 
@@ -163,9 +185,9 @@ class MLP(keras.layers.Layer):
         self.c_proj.build(tuple(input_shape[:-1]) + (self.inner_dim,))
         self.built = True
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, merged=False):
         h = self.act(self.c_fc(x))  # (B, T, 4C)
-        return self.dropout(self.c_proj(h), training=training)  # (B, T, C)
+        return self.dropout(self.c_proj(h, merged=merged), training=training)  # (B, T, C)
 
 
 class Block(keras.layers.Layer):
@@ -184,9 +206,10 @@ class Block(keras.layers.Layer):
             layer.build(input_shape)
         self.built = True
 
-    def call(self, x, bias, layer_cache=None, index=None, training=False):
-        a, layer_cache, probs = self.attn(
-            self.ln_1(x), bias, layer_cache=layer_cache, index=index, training=training)
+    def call(self, x, bias, layer_cache=None, index=None, training=False, attend=None, merged=False):
+        """See Attention.call for `attend` and `merged`; returns (x, layer_cache, probs)."""
+        a, layer_cache, probs = self.attn(self.ln_1(x), bias, layer_cache=layer_cache, index=index,
+                                          training=training, attend=attend, merged=merged)
         x = x + a  # (B, T, C)
-        x = x + self.mlp(self.ln_2(x), training=training)  # (B, T, C)
+        x = x + self.mlp(self.ln_2(x), training=training, merged=merged)  # (B, T, C)
         return x, layer_cache, probs

@@ -38,15 +38,23 @@ class TFGPT2MainLayer(keras.layers.Layer):
         self.ln_f.build(hidden)
         self.built = True
 
-    def embed(self, input_ids, position_ids, token_type_ids=None):
-        x = self.wte(input_ids) + self.wpe(position_ids)  # (B, T, C)
+    def embed(self, input_ids, position_ids, token_type_ids=None, lookup=None):
+        """Token + position embeddings (B, T, C); `lookup(ids)` replaces the wte lookup (int4 export)."""
+        lookup = lookup or self.wte
+        x = lookup(input_ids) + self.wpe(position_ids)  # (B, T, C)
         if token_type_ids is not None:
-            x = x + self.wte(token_type_ids)  # HF reuses wte for token types
+            x = x + lookup(token_type_ids)  # HF reuses wte for token types
         return x
+
+    def lm_logits(self, hidden):
+        """Tied LM head: hidden (..., C) @ wte^T (C, V) -> float32 (..., V)."""
+        wte = tf.cast(self.wte.embeddings, hidden.dtype)
+        return tf.cast(tf.matmul(hidden, wte, transpose_b=True), tf.float32)  # (..., V)
 
     def call(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None,
              past_key_values=None, use_cache=False, output_hidden_states=False,
-             output_attentions=False, training=False):
+             output_attentions=False, training=False, lookup=None, merged_projections=False):
+        """`lookup` and `merged_projections` shape exported graphs (see embed and Conv1D.call)."""
         input_ids = tf.cast(input_ids, tf.int32)
         batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         past = past_key_values
@@ -67,13 +75,14 @@ class TFGPT2MainLayer(keras.layers.Layer):
             position_ids = default_positions
         bias = kv_cache.attention_bias(key_mask, index, length)  # (B, 1, T, S)
 
-        x = self.drop(self.embed(input_ids, position_ids, token_type_ids), training=training)
+        x = self.drop(self.embed(input_ids, position_ids, token_type_ids, lookup), training=training)
         hidden_states, attentions, new_layers = [], [], []
         for i, block in enumerate(self.h):
             if output_hidden_states:
                 hidden_states.append(x)
             layer_cache = None if past is None else past.layers[i]
-            x, layer_cache, probs = block(x, bias, layer_cache=layer_cache, index=index, training=training)
+            x, layer_cache, probs = block(x, bias, layer_cache=layer_cache, index=index, training=training,
+                                          merged=merged_projections)
             new_layers.append(layer_cache)
             if output_attentions:
                 attentions.append(probs)

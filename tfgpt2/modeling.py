@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 from keras.src.losses import loss as keras_loss
 
-from tfgpt2 import losses, outputs
+from tfgpt2 import generation, losses, outputs
 from tfgpt2.config import GPT2Config
 from tfgpt2.errors import GPT2InputError
 from tfgpt2.main_layer import TFGPT2MainLayer, as_array, check_inputs
@@ -97,12 +97,6 @@ class TFGPT2PreTrainedModel(keras.Model):
         return {}
 
 
-def lm_logits(model, hidden):
-    """Tied LM head: hidden (..., C) @ wte^T (C, V) -> float32 (..., V)."""
-    wte = tf.cast(model.transformer.wte.embeddings, hidden.dtype)
-    return tf.cast(tf.matmul(hidden, wte, transpose_b=True), tf.float32)  # (B, T, V)
-
-
 @keras.saving.register_keras_serializable(package="tfgpt2")
 class TFGPT2Model(TFGPT2PreTrainedModel):
     """The bare GPT-2 transformer: last hidden states (and cache, hidden states, attentions).
@@ -145,7 +139,7 @@ class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
         labels = kwargs.pop("labels", None)
         hidden, cache, states, attns = self._run_transformer(
             input_ids, kwargs.pop("attention_mask", None), kwargs, training)
-        logits = lm_logits(self, hidden)
+        logits = self.transformer.lm_logits(hidden)  # (B, T, V)
         loss = None if labels is None else losses.lm_loss(logits, labels)
         return outputs.CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=cache, hidden_states=states, attentions=attns)
@@ -160,8 +154,6 @@ class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
 
     def generate(self, input_ids, **kwargs):
         """Prefill + compiled decode loop; see `tfgpt2.generation.generate` for the arguments."""
-        from tfgpt2 import generation
-
         return generation.generate(self, input_ids, **kwargs)
 
 
@@ -208,7 +200,7 @@ class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
         flat_ids = tf.reshape(input_ids, (-1, shape[-1]))  # (B*Ch, T)
         hidden, cache, states, attns = self._run_transformer(
             flat_ids, flat.pop("attention_mask", None), flat, training)
-        logits = tf.reshape(lm_logits(self, hidden), tf.concat([shape, [-1]], 0))  # (B, Ch, T, V)
+        logits = tf.reshape(self.transformer.lm_logits(hidden), tf.concat([shape, [-1]], 0))  # (B, Ch, T, V)
         hidden = tf.reshape(hidden, tf.concat([shape, [-1]], 0))  # (B, Ch, T, C)
         if mc_token_ids is None:
             mc_token_ids = tf.fill(shape[:2], shape[2] - 1)  # (B, Ch): last token

@@ -1,5 +1,11 @@
-"""Training helpers: a tf.data LM pipeline over text, built-in text, and perplexity."""
+"""Training helpers: the training recipe, a tf.data LM pipeline over text, built-in text, perplexity.
 
+`TrainingRecipe` is the one recipe behind `tfgpt2 demo`, `tfgpt2 train` and the trained reference
+model the quantization tests measure (tools/reference_model.py): the same split, model shape
+rules, optimizer and data order.
+"""
+
+import dataclasses
 import math
 import os
 
@@ -78,3 +84,48 @@ def perplexity(model, blocks, batch_size=8):
         n = batch.shape[0] * (batch.shape[1] - 1)
         total, count = total + loss * n, count + n
     return math.exp(total / count)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecipe:
+    """How a model is trained from text: shape of a new model, schedule, optimizer, held-out share."""
+
+    n_embd: int = 128
+    n_layer: int = 2
+    n_head: int = 4
+    seq_len: int = 64
+    steps: int = 240
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    eval_fraction: float = 0.05
+    seed: int = 0
+
+    def split(self, texts, tokenizer):
+        """(train, held_out) (N, seq_len) blocks: the first `eval_fraction` of the blocks are held out."""
+        blocks = pack_ids(texts, tokenizer, seq_len=self.seq_len)
+        cut = max(1, int(len(blocks) * self.eval_fraction))
+        return blocks[cut:], blocks[:cut]
+
+    def new_model(self, vocab_size):
+        """A freshly initialised (seeded) LM, no dropout, room for twice the training length."""
+        import keras
+
+        from tfgpt2.config import GPT2Config
+        from tfgpt2.modeling import TFGPT2LMHeadModel
+
+        keras.utils.set_random_seed(self.seed)
+        return TFGPT2LMHeadModel(GPT2Config(
+            n_embd=self.n_embd, n_layer=self.n_layer, n_head=self.n_head, vocab_size=vocab_size,
+            n_positions=max(2 * self.seq_len, 128), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+
+    def fit(self, model, train, callbacks=(), verbose=1):
+        """Keras `fit` over `train` blocks: AdamW, `steps` split into `epochs`; returns the History."""
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        model.compile(optimizer=keras.optimizers.AdamW(self.lr, weight_decay=self.weight_decay))
+        ds = lm_dataset(train, batch_size=self.batch_size, seed=self.seed, vocab_size=model.config.vocab_size)
+        return model.fit(ds.repeat(), steps_per_epoch=self.steps // self.epochs, epochs=self.epochs,
+                         callbacks=list(callbacks), verbose=verbose, shuffle=False)

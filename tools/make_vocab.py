@@ -1,6 +1,6 @@
 """Derives tfgpt2/assets/vocab.json + merges.txt from the GPT-2 tiktoken ranks, then checks them.
 
-    python tools/make_vocab.py [--ranks ../shared/data/gpt2.tiktoken]
+    python tools/make_vocab.py [--ranks tests/fixtures/gpt2.tiktoken]
 
 The merge for the token of rank r is the split that BPE with ranks < r gives it.
 The check: HF `tokenizers` built from the written files and `tiktoken` built from
@@ -16,6 +16,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tfgpt2.tokenizer import EOT, PATTERN, bytes_to_unicode  # noqa: E402
+
 ASSETS = os.path.join(ROOT, "tfgpt2", "assets")
 
 
@@ -79,7 +80,7 @@ def check(ranks_path, vocab_path, merges_path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ranks", default=os.path.join(ROOT, "..", "shared", "data", "gpt2.tiktoken"))
+    parser.add_argument("--ranks", default=os.path.join(ROOT, "tests", "fixtures", "gpt2.tiktoken"))
     parser.add_argument("--out", default=ASSETS)
     args = parser.parse_args()
     vocab, merges = derive(read_ranks(args.ranks))

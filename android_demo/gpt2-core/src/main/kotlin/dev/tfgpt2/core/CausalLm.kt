@@ -2,7 +2,7 @@ package dev.tfgpt2.core
 
 /**
  * A causal language model with a KV cache, as the exported `prefill`/`decode` signatures offer it
- * (DESIGN.md, Android contract). The app implements it on LiteRT; tests implement it by replaying
+ * (docs/export.md, the TFLite cache contract). The app implements it on LiteRT; tests implement it by replaying
  * logits recorded from the real .tflite in Python.
  *
  * ```

@@ -3,7 +3,7 @@ package dev.tfgpt2.core
 /**
  * A small strict JSON reader (RFC 8259) for model.json, vocab.json and the golden test files.
  *
- * gpt2-core depends on the Kotlin stdlib only (see DESIGN.md), so it carries its own reader.
+ * gpt2-core depends on the Kotlin stdlib only (docs/design.md, Android), so it carries its own reader.
  * Objects become `Map<String, Any?>` (insertion order kept), arrays `List<Any?>`, numbers `Long`
  * when integral and `Double` otherwise. `\uXXXX` escapes are kept as UTF-16 units, so a lone
  * surrogate written by Python's `json.dump` survives.

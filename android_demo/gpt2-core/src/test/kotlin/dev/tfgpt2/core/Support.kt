@@ -29,7 +29,7 @@ object Golden {
     val root: File = File(System.getProperty("tfgpt2.root") ?: "../..").canonicalFile
 
     fun file(rel: String): File = File(root, rel).also {
-        require(it.isFile) { "$it is missing: run the Python tests first (pytest writes tests/golden/)" }
+        require(it.isFile) { "$it is missing: python tools/write_goldens.py writes tests/golden/" }
     }
 
     val tokenizer: Gpt2Tokenizer by lazy {

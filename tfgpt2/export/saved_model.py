@@ -17,7 +17,7 @@ import os
 import tensorflow as tf
 
 from tfgpt2.cache import KVCache
-from tfgpt2.generation import Decoder
+from tfgpt2.generation import Decoder, GenerationConfig
 
 IDS = tf.TensorSpec([None, None], tf.int32, "input_ids")
 MASK = tf.TensorSpec([None, None], tf.int32, "attention_mask")
@@ -69,14 +69,12 @@ class GPT2Serving(tf.Module):
             tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0 (0 = greedy)"),
             tf.debugging.assert_positive(repetition_penalty, message="repetition_penalty must be > 0")]
         with tf.control_dependencies(checks):
-            params = dict(temperature=temperature, top_k=top_k, top_p=top_p,
+            params = dict(max_new_tokens=max_new_tokens, min_new_tokens=tf.constant(0),
+                          eos_token_id=tf.reshape(eos_token_id, [1]), pad_token_id=tf.maximum(eos_token_id, 0),
+                          temperature=temperature, top_k=top_k, top_p=top_p,
                           repetition_penalty=repetition_penalty, seed=seed)
-            flags = (("do_sample", True), ("dynamic", True), ("scores", False), ("use_penalty", True),
-                     ("use_top_k", True), ("use_top_p", True))
-            key = (flags, self.cap, 1, 1.0, False)
-            pad = tf.maximum(eos_token_id, 0)
-            tokens, lengths, _ = self.decoder.run_loop(key, input_ids, attention_mask, max_new_tokens, 0,
-                                                   tf.reshape(eos_token_id, [1]), pad, params)
+            config = GenerationConfig(dynamic=True, num_steps=self.cap, head="fp32")
+            tokens, lengths, _ = self.decoder.run_loop(config, input_ids, attention_mask, params)
         return {"sequences": tokens[:, :max_new_tokens], "num_generated": lengths}
 
     def _prefill(self, input_ids, attention_mask, max_new_tokens):

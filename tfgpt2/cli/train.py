@@ -12,6 +12,10 @@ import time
 
 import numpy as np
 
+from tfgpt2.cli.common import add_recipe_arguments, recipe_from, tokenizer_for
+
+HELP = "fine-tune or pretrain on text: progress, eval perplexity, checkpoints/resume, loss.png"
+
 
 def add_arguments(p):
     p.add_argument("--data", nargs="+", help="text files or directories (*.txt, *.md, *.py, *.rst); "
@@ -19,32 +23,16 @@ def add_arguments(p):
     p.add_argument("--builtin-data", action="store_true", help="train on Python's own pydoc topics (offline)")
     p.add_argument("--model", help="HF-format directory to fine-tune (default: a new model from --n-* flags)")
     p.add_argument("--out", required=True, help="output directory (model, tokenizer, checkpoints, loss.png)")
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps in total")
-    p.add_argument("--epochs", type=int, default=2, help="evaluation/checkpoint rounds the steps are split into")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+    add_recipe_arguments(p, steps=200, epochs=2)
     p.add_argument("--eval-fraction", type=float, default=0.05, help="share of blocks held out for perplexity")
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: per epoch)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def check_schedule_and_shape(args):
-    """The checks `train` and `demo` share: steps/epochs and a head count that divides n_embd."""
-    if args.epochs < 1 or args.steps < args.epochs:
-        raise ValueError(f"--steps ({args.steps}) must be >= --epochs ({args.epochs}) >= 1")
-    if args.n_embd % args.n_head:
-        raise ValueError(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
 
 
 def check(args):
     if not args.data and not args.builtin_data:
         raise ValueError("pass --data FILES_OR_DIRS, or --builtin-data to train on Python's documentation")
-    check_schedule_and_shape(args)
+    recipe = recipe_from(args, eval_fraction=args.eval_fraction)
     if not 0 < args.eval_fraction < 0.5:
         raise ValueError(f"--eval-fraction must be in (0, 0.5), got {args.eval_fraction}")
     backup = os.path.join(args.out, "checkpoints")
@@ -52,38 +40,29 @@ def check(args):
         raise FileExistsError(f"{args.out} already holds a model; pick another --out (or --resume a run)")
     if args.resume and not os.path.isdir(backup):
         raise FileNotFoundError(f"nothing to resume: {backup} does not exist; run without --resume first")
+    return recipe
 
 
 def run(args):
     import keras
 
-    from tfgpt2 import GPT2Config, GPT2Tokenizer, TFGPT2LMHeadModel, training
+    from tfgpt2 import GPT2Tokenizer, TFGPT2LMHeadModel, training
 
-    check(args)
-    keras.utils.set_random_seed(args.seed)
+    recipe = check(args)
     texts = training.builtin_texts() if args.builtin_data else training.read_texts(args.data)
     if args.model:
-        from tfgpt2.cli import _tokenizer_for
-
-        model = TFGPT2LMHeadModel.from_pretrained(args.model)
-        tok = _tokenizer_for(args.model, GPT2Tokenizer)
+        model, tok = TFGPT2LMHeadModel.from_pretrained(args.model), tokenizer_for(args.model)
     else:
         tok = GPT2Tokenizer()
-        model = TFGPT2LMHeadModel(GPT2Config(n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
-                                             n_positions=max(args.seq_len, 128), vocab_size=tok.vocab_size))
+        model = recipe.new_model(tok.vocab_size)
     if args.seq_len > model.config.n_positions:
         raise ValueError(f"--seq-len {args.seq_len} exceeds the model's n_positions {model.config.n_positions}")
-    blocks = training.pack_ids(texts, tok, seq_len=args.seq_len)
-    cut = max(1, int(len(blocks) * args.eval_fraction))
-    held_out, train = blocks[:cut], blocks[cut:]
+    train, held_out = recipe.split(texts, tok)
     if len(train) < args.batch_size:
         raise ValueError(f"only {len(train)} training blocks of {args.seq_len} tokens for batch size "
                          f"{args.batch_size}: pass more text or lower --batch-size/--seq-len")
     print(f"tfgpt2 train: {model.count_params() / 1e6:.1f}M parameters, {train.size / 1e3:.0f}k training tokens, "
           f"{held_out.size / 1e3:.0f}k held out; {args.steps} steps in {args.epochs} epochs")
-    model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01))
-    ds = training.lm_dataset(train, batch_size=args.batch_size, seed=args.seed,
-                             vocab_size=model.config.vocab_size).repeat()
     history = {"step_loss": [], "eval": []}
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(args.out, "checkpoints"),
@@ -91,7 +70,7 @@ def run(args):
         _recorder(model, held_out, history),
     ]
     start = time.time()
-    model.fit(ds, steps_per_epoch=args.steps // args.epochs, epochs=args.epochs, callbacks=callbacks, verbose=1)
+    recipe.fit(model, train, callbacks=callbacks)
     model.save_pretrained(args.out)
     tok.save_pretrained(args.out)
     plot_loss(history, os.path.join(args.out, "loss.png"))

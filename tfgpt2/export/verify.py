@@ -1,11 +1,11 @@
 """Verify an export: each .tflite against Keras in the LiteRT interpreter; sizes; decode speed."""
 
-import json
 import os
 import time
 
 import numpy as np
 
+from tfgpt2.export import contract
 from tfgpt2.export.cache_host import CacheHost
 
 
@@ -27,8 +27,8 @@ class LiteSession(CacheHost):
 
     A CacheHost whose cache arrays are numpy views of the decode signature's own input
     tensors: each step writes only the new token's entries there and invokes, so nothing
-    cache-sized is copied per token (passing the cache through the Python signature runner
-    measured 102 vs 116 tok/s at 124M int8).
+    cache-sized is copied per token (passing the cache through the Python signature runner costs
+    a copy of it per token).
     """
 
     def __init__(self, path_or_bytes, threads=2):
@@ -113,45 +113,12 @@ def fidelity(model, path, blocks, prefill_len):
             "perplexity": float(np.exp(nll_lite / total)), "keras_perplexity": float(np.exp(nll_keras / total))}
 
 
-def write_report(out_dir, report):
-    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    lines = ["# tfgpt2 export report", "", "| file | MB | max abs logit diff | top-1 agreement | perplexity "
-             "(Keras) | decode tok/s (LiteRT, 2 threads) |", "|---|---:|---:|---:|---:|---:|"]
-    for name, r in report["files"].items():
-        fid = r.get("fidelity", {})
-        lines.append(f"| {name} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', float('nan')):.2e} | "
-                     f"{100 * fid.get('top1_agreement', float('nan')):.2f} % | {fid.get('perplexity', float('nan')):.2f} "
-                     f"({fid.get('keras_perplexity', float('nan')):.2f}) | {r.get('decode_tok_s', float('nan')):.1f} |")
-    lines += ["", f"export: {report['conversion_seconds']:.1f} s; peak RSS {report['peak_rss_gb']:.2f} GB (process tree: "
-              f"a conversion child + the exporting process; the exporting process alone "
-              f"{report['exporting_process_peak_rss_gb']:.2f} GB)", "", "| file | conversion s | child peak RSS GB |",
-              "|---|---:|---:|"]
-    lines += [f"| {name} | {r['seconds']:.1f} | {r['peak_rss_gb']:.2f} |" for name, r in report["files"].items()]
-    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-
-
 def verify_dir(directory, log=print):
     """Re-checks an export: file hashes, each .tflite's signatures against model.json and a
     prefill + decode run, and the SavedModel's serving_default. Raises ValueError on a mismatch."""
-    import hashlib
-
-    path = os.path.join(directory, "model.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{directory} has no model.json; pass a directory written by `tfgpt2 export`.")
-    with open(path, encoding="utf-8") as f:
-        contract = json.load(f)
-    problems = []
-    for rel, digest in contract["sha256"].items():
-        file = os.path.join(directory, rel)
-        if not os.path.exists(file):
-            problems.append(f"{rel} is missing")
-            continue
-        with open(file, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != digest:
-                problems.append(f"{rel} changed since export (sha256 differs)")
-    for name, entry in contract["models"].items():
+    written = contract.read(directory)
+    problems = contract.changed_files(directory, written)
+    for name, entry in written["models"].items():
         file = os.path.join(directory, name)
         if any(p.startswith(name + " ") for p in problems):
             continue  # missing or altered: not worth loading
@@ -165,9 +132,9 @@ def verify_dir(directory, log=print):
         import tensorflow as tf
 
         fn = tf.saved_model.load(saved).signatures["serving_default"]
-        ids = tf.constant([[contract["special_tokens"]["eos_token_id"]] * 2], tf.int32)
+        ids = tf.constant([[written["special_tokens"]["eos_token_id"]] * 2], tf.int32)
         logits = fn(input_ids=ids, attention_mask=tf.ones_like(ids))["logits"]
         log(f"saved_model/1: serving_default ran, logits {tuple(logits.shape)}")
     if problems:
         raise ValueError(f"{directory} failed verification: " + "; ".join(problems))
-    log(f"{directory}: ok ({len(contract['sha256'])} files hashed)")
+    log(f"{directory}: ok ({len(written['sha256'])} files hashed)")

@@ -1,4 +1,4 @@
-"""Greedy next token from the tied LM head, reading an int8 copy of wte instead of the fp32 one.
+"""The int8 screen: greedy next token from the tied LM head, reading an int8 copy of wte.
 
 Decode reads every weight once per token and the LM head is the largest one (V x C fp32: 154 MB
 of the 498 MB per token at 124M). Greedy decoding needs only the argmax of the logits, so:
@@ -19,11 +19,11 @@ every generate call, so training or loading weights never leaves it stale.
 
 Example:
 >>> import numpy as np, tensorflow as tf
->>> from tfgpt2 import greedy_head
+>>> from tfgpt2.generation import screen as int8_screen
 >>> wte = tf.constant(np.random.default_rng(0).normal(0, 0.02, (1000, 64)), tf.float32)
 >>> h = tf.constant(np.random.default_rng(1).normal(0, 1, (2, 64)), tf.float32)
->>> screen = greedy_head.build_screen(wte)
->>> tokens, proven = greedy_head.greedy_tokens(h, wte, screen, tf.zeros([1000], tf.bool))
+>>> screen = int8_screen.build_screen(wte)
+>>> tokens, proven = int8_screen.greedy_tokens(h, wte, screen, tf.zeros([1000], tf.bool))
 >>> bool(np.all(tokens.numpy() == np.argmax(h.numpy() @ wte.numpy().T, -1)))
 True
 """
@@ -31,6 +31,9 @@ True
 from typing import NamedTuple
 
 import tensorflow as tf
+
+from tfgpt2 import quantization
+from tfgpt2.cache import MASKED
 
 CANDIDATES = 64  # rows whose fp32 logits are computed exactly each step (capped at vocab / 4)
 _UNIT = 2.0 ** -24  # fp32 unit roundoff
@@ -47,16 +50,8 @@ def _dot_rounding(n):
 
 
 def build_screen(wte):
-    """Int8 rows with one scale each from the (V, C) fp32 embedding matrix, in-graph (2 reads of wte)."""
-    wte = tf.convert_to_tensor(wte, tf.float32)
-    vocab, width = wte.shape
-    lanes = 8 if width % 8 == 0 else 1
-    # max |w| per row as max/min over (V, C/8, 8) then the 8 lanes: 12 ms at 124M, 18 for max(abs)
-    parts = tf.reshape(wte, (vocab, width // lanes, lanes))
-    amax = tf.reduce_max(tf.maximum(tf.reduce_max(parts, axis=1), -tf.reduce_min(parts, axis=1)), axis=1)  # (V,)
-    scale = tf.where(amax > 0, amax / 127.0, 1.0)  # (V,)
-    rows = tf.cast(tf.round(wte * (1.0 / scale)[:, None]), tf.int8)  # (V, C), |q| <= 127
-    return Int8Screen(rows, scale)
+    """Int8 rows with one scale each from the (V, C) fp32 embedding matrix, in-graph."""
+    return Int8Screen(*quantization.int8_rows(wte))
 
 
 def candidates(vocab_size):
@@ -95,12 +90,12 @@ def screened_argmax(hidden, wte, screen, blocked):
     # 0.5: the int8 step (q is w / s rounded in fp32: off by <= 0.5 + 127 * 3 ulp); 2 x rounding: a_v's
     # own rounding plus room for the fp32 ops of this bound
     upper = approx + h_l1 * (screen.scale * (0.5 + 2.0 * rounding))  # (B, V)
-    upper = tf.where(blocked[None], -float("inf"), upper)
+    upper = tf.where(blocked[None], MASKED, upper)
     # every other row's upper bound is <= the smallest selected one. (Slicing top_k's outputs
     # instead makes XLA sort the whole row: 15 ms at 50257 against 0.2 ms for its TopK.)
     top_upper, ids = tf.math.top_k(upper, k)  # (B, k)
     exact = tf.einsum("bc,bkc->bk", hidden, tf.gather(wte, ids))  # (B, k)
-    exact = tf.where(tf.gather(blocked, ids), -float("inf"), exact)
+    exact = tf.where(tf.gather(blocked, ids), MASKED, exact)
     best = tf.reduce_max(exact, axis=-1)  # (B,)
     # ties go to the lowest id, as argmax over the full row does
     tokens = tf.reduce_min(tf.where(exact == best[:, None], ids, vocab), axis=-1)  # (B,)
@@ -111,5 +106,5 @@ def screened_argmax(hidden, wte, screen, blocked):
 def full_argmax(hidden, wte, blocked):
     """The same choice from all fp32 logits. hidden (B, C), blocked (V,) -> (B,) int32."""
     logits = tf.matmul(tf.cast(hidden, tf.float32), wte, transpose_b=True)  # (B, V)
-    logits = tf.where(blocked[None], -float("inf"), logits)
+    logits = tf.where(blocked[None], MASKED, logits)
     return tf.argmax(logits, axis=-1, output_type=tf.int32)

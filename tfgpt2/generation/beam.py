@@ -8,9 +8,8 @@ stop continue; stopped ones among the top K enter the finished set with score
 import tensorflow as tf
 from keras import ops
 
-from tfgpt2 import sampling
-
-NEG = -1.0e9
+from tfgpt2.cache import MASKED as NEG
+from tfgpt2.generation import sampling
 
 
 def _gather(x, idx):
@@ -18,10 +17,15 @@ def _gather(x, idx):
     return tf.gather(x, idx, axis=1, batch_dims=1)
 
 
-def beam_search(decoder, logits, cache, seen, eos, max_new, min_new, penalty, num_beams, num_steps,
-                length_penalty, early_stopping, use_penalty):
-    """logits (B*K, V) after prefill of K copies of each prompt; returns tokens (B, N), lengths (B,)."""
-    k = num_beams
+def beam_search(decoder, logits, cache, seen, params, config):
+    """logits (B*K, V) after prefill of K copies of each prompt; returns tokens (B, N), lengths (B,).
+
+    params: the loop's runtime tensors; config: its GenerationConfig (num_beams, num_steps,
+    length_penalty, early_stopping, use_penalty).
+    """
+    eos, max_new, min_new = params["eos_token_id"], params["max_new_tokens"], params["min_new_tokens"]
+    penalty, num_steps, length_penalty = params["repetition_penalty"], config.num_steps, config.length_penalty
+    k, early_stopping, use_penalty = config.num_beams, config.early_stopping, config.use_penalty
     bk, vocab = logits.shape  # static: the loop keeps these shapes
     b = bk // k
     k2 = max(2, 1 + int(eos.shape[0])) * k

@@ -8,75 +8,24 @@
 Everything is written into a temporary sibling directory and renamed to DIR at the end.
 """
 
-import hashlib
-import json
 import os
 import resource
 import shutil
 import tempfile
 import time
-import zipfile
 
 import numpy as np
 
-RECIPES = ("fp32", "fp16", "int8", "int8-full", "int4")
-FORMAT_VERSION = 1
-
-
-def recipe_kwargs(recipe, model=None, calibration=None, max_seq_len=None, prefill_len=None):
-    import tensorflow as tf
-
-    from tfgpt2.export import tflite
-
-    if recipe == "fp32":
-        return {}
-    if recipe == "fp16":
-        return {"optimizations": [tf.lite.Optimize.DEFAULT], "target_types": [tf.float16]}
-    kwargs = {"optimizations": [tf.lite.Optimize.DEFAULT]}  # int8: dynamic-range weights
-    if recipe == "int8-full":  # int8 weights and activations where kernels allow, calibrated on text
-        kwargs["representative_dataset"] = tflite.representative_dataset(model, calibration, max_seq_len, prefill_len)
-    return kwargs
-
-
-def _keras_file(src):
-    """True for a `.keras` path (which must exist); False for an HF dir or hub id."""
-    if src.endswith(".keras") and not os.path.exists(src):
-        raise FileNotFoundError(f"{src} does not exist; pass a .keras file saved with model.save().")
-    return src.endswith(".keras")
-
-
-def load_model(src):
-    from tfgpt2 import TFGPT2LMHeadModel
-
-    if _keras_file(src):
-        import keras
-
-        return keras.saving.load_model(src)
-    return TFGPT2LMHeadModel.from_pretrained(src)
-
-
-def source_config(src):
-    """The GPT2Config of a model, HF dir/hub id or .keras file, without loading weights."""
-    from tfgpt2 import GPT2Config
-    from tfgpt2.hub import resolve
-
-    if hasattr(src, "config"):
-        return src.config
-    if _keras_file(src):
-        with zipfile.ZipFile(src) as archive:
-            saved = json.loads(archive.read("config.json"))
-        if "config" not in saved.get("config", {}):
-            raise ValueError(f"{src} does not hold a tfgpt2 model (its config has no GPT2Config); "
-                             "save a TFGPT2LMHeadModel with model.save('m.keras').")
-        return GPT2Config.from_dict(saved["config"]["config"])
-    return GPT2Config.from_pretrained(src if os.path.isdir(src) else resolve(src))
+from tfgpt2.export import contract, recipes, worker
+from tfgpt2.export.source import source_config
 
 
 def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
-    unknown = [q for q in quantize if q not in RECIPES]
-    if unknown or not quantize:
-        raise ValueError(f"unknown quantization recipe(s) {unknown or quantize}; choose from {', '.join(RECIPES)}.")
-    if "int8-full" in quantize:
+    if not quantize:
+        raise ValueError(f"no quantization recipe given; choose from {', '.join(recipes.RECIPES)}.")
+    for name in quantize:
+        recipes.get(name)
+    if any(recipes.get(q).optimize == "calibrated" for q in quantize):
         if calibration is None or len(calibration) == 0:
             raise ValueError("int8-full needs representative data: pass --calibration-text FILE_OR_DIR "
                              "(calibration=(N, T) token ids in Python)")
@@ -93,27 +42,17 @@ def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, ca
                          f"n_positions ({n}); lower --max-seq-len or --prefill-len.")
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256, prefill_len=64,
            held_out=None, calibration=None, text_signature=False, log=print):
     """Runs every stage; returns the report dict.
 
     `src`: HF dir/hub id, `.keras` file or a model. Before this process loads the model, one child
     process writes the SavedModels the converter reads and a fresh child converts each recipe
-    (`export/worker.py`), so no process holds the model and the converter at once.
+    (`tfgpt2/export/worker.py`), so no process holds the model and the converter at once.
     `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for
     int8-full; `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF
     Text ops).
     """
-    from tfgpt2.export import verify, worker  # no TensorFlow in this process until the conversions are done
-
     quantize = list(quantize)
     check_targets(source_config(src), out, quantize, overwrite, max_seq_len, prefill_len, calibration)
     tmp = tempfile.mkdtemp(prefix=".tfgpt2-export-", dir=os.path.dirname(os.path.abspath(out)))
@@ -130,7 +69,7 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
         if "int8-full" in quantize:
             calibration_path = os.path.join(scratch, "calibration.npy")
             np.save(calibration_path, np.asarray(calibration, np.int32))
-        archives, kinds = os.path.join(scratch, "archives"), worker.archive_kinds(quantize)
+        archives, kinds = os.path.join(scratch, "archives"), recipes.archive_kinds(quantize)
         if kinds:
             log("       the converter's SavedModels (child process)")
             tree_peaks.append(worker.run_child("archive", source, archives, max_seq_len, prefill_len,
@@ -143,8 +82,11 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
             files[name] = {"recipe": recipe, **result}
         shutil.rmtree(scratch)
+        # TensorFlow enters this process only now, after the conversion children are done
         from tfgpt2 import GPT2Tokenizer
-        from tfgpt2.export import saved_model
+        from tfgpt2.export import report as export_report
+        from tfgpt2.export import saved_model, verify
+        from tfgpt2.export.source import load_model
 
         model = src if hasattr(src, "config") else load_model(src)
         log(f"[{len(quantize) + 1}/{stages}] SavedModel for TF Serving")
@@ -166,8 +108,8 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
             entry["decode_tok_s"] = verify.decode_speed(path)
             if held_out is not None:
                 entry["fidelity"] = verify.fidelity(model, path, np.asarray(held_out, np.int32), prefill_len)
-        write_contract(tmp, model.config, files, max_seq_len, prefill_len)
-        verify.write_report(tmp, report)
+        contract.write(tmp, model.config, files, max_seq_len, prefill_len)
+        export_report.write(tmp, report)
         if os.path.exists(out):
             old = out.rstrip("/") + ".old"
             os.rename(out, old)
@@ -195,41 +137,11 @@ def copy_for_android(directory, assets):
     Each file is written under a temporary name and renamed, so the app never sees half a model.
     """
     check_android_target(assets)
-    with open(os.path.join(directory, "model.json"), encoding="utf-8") as f:
-        contract = json.load(f)
-    names = ["model.json", *contract["tokenizer"]["files"], *contract["models"]]
+    written = contract.read(directory)
+    names = ["model.json", *written["tokenizer"]["files"], *written["models"]]
     for rel in names:
         target = os.path.join(assets, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(directory, rel), target + ".partial")
         os.replace(target + ".partial", target)
     return names
-
-
-def write_contract(directory, config, files, max_seq_len, prefill_len):
-    tokenizer_files = sorted(os.listdir(os.path.join(directory, "tokenizer")))
-    contract = {
-        "format_version": FORMAT_VERSION,
-        "config": {k: v for k, v in config.to_dict().items() if k != "extra"},
-        "max_seq_len": max_seq_len,
-        "prefill_len": prefill_len,
-        "cache": {"design": "caller-owned tensors; decode returns only the new entries",
-                  "tensors": {"k_{i}": "(1, n_head, max_seq_len, head_dim) float32, i < n_layer",
-                              "vt_{i}": "(1, n_head, head_dim, max_seq_len) float32 (values, transposed)",
-                              "cache_mask": "(1, max_seq_len) int32, 1 = real token"},
-                  "after_prefill": "the next free slot is prefill_len",
-                  "after_decode": "write new_k[i] into k_i[0, :, slot, :] and new_v[i] into vt_i[0, :, :, slot], "
-                                  "set cache_mask[0, slot] = 1, slot += 1; stop when slot == max_seq_len",
-                  "reset": "run prefill again", "padding": "left-pad the prompt to prefill_len, mask 0 on pads"},
-        "special_tokens": {"eos_token_id": config.eos_token_id, "bos_token_id": config.bos_token_id,
-                           "pad_token_id": config.eos_token_id},
-        "tokenizer": {"files": [f"tokenizer/{n}" for n in tokenizer_files], "type": "gpt2-byte-level-bpe"},
-        "models": {name: {"recipe": e["recipe"], "signatures": e["signatures"]} for name, e in files.items()},
-        "sha256": {},
-    }
-    for root, _, names in os.walk(directory):
-        for n in names:
-            path = os.path.join(root, n)
-            contract["sha256"][os.path.relpath(path, directory)] = sha256(path)
-    with open(os.path.join(directory, "model.json"), "w", encoding="utf-8") as f:
-        json.dump(contract, f, indent=2, sort_keys=True)

@@ -9,9 +9,8 @@ main DIR/saved_model/1 keeps to core ops. Serve it with a TF Serving build that 
 
 import tensorflow as tf
 
-from tfgpt2.text_graph import GPT2GraphTokenizer
-
 from tfgpt2.export.saved_model import SCALAR_F, SCALAR_I, GPT2Serving
+from tfgpt2.text_graph import GPT2GraphTokenizer
 
 REQUIRED_OPS = ("RegexSplitWithOffsets",)
 

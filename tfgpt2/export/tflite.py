@@ -12,13 +12,11 @@ transposed, so both attention products reduce over the innermost axis), plus
   new_k[i] into k_i[0, :, slot, :] and new_v[i] into vt_i[0, :, :, slot], sets cache_mask[0, slot]=1
   and moves to the next slot (`cache_host.CacheHost` does exactly that; so does the Kotlin app).
 The graph never copies the cache: a design that passed it in and out and wrote it with
-DYNAMIC_UPDATE_SLICE measured 22.7 int8 tok/s at 124M with 256 slots, this one 133.6-153.3
-(LiteRT, 2 threads, benchmarks/export.py; this machine's speed moves between runs, ORT int8 printed
-75.4-83.1 alongside).
-Ids are clamped to [0, vocab) inside the graph (TFLite has no asserts); callers validate first.
+DYNAMIC_UPDATE_SLICE decoded several times slower (docs/design.md).
+Both signatures run the model's own blocks (`Block.call`); decode hands them `attend`, the
+attention over the caller-owned cache. Ids are clamped to [0, vocab) inside the graph (TFLite has
+no asserts); callers validate first.
 """
-
-import contextlib
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +24,6 @@ import tensorflow as tf
 from tfgpt2.cache import MASKED, KVCache
 from tfgpt2.export.cache_host import CacheHost
 from tfgpt2.generation import Decoder
-from tfgpt2.modeling import lm_logits
 
 
 class LiteGPT2(tf.Module):
@@ -34,16 +31,20 @@ class LiteGPT2(tf.Module):
 
     `integer_attention`: decode attends with BATCH_MATMUL + SOFTMAX (`attend_matmul`), which have
     int8 kernels, for full-integer quantization; else with `attend` (float recipes, faster).
+    `lookup`: the token embedding lookup (int4.int8_lookup), default wte. Each `c_proj` is traced as
+    one FULLY_CONNECTED over its concatenated weight blocks (a constant after freezing): as four FCs
+    + CONCATENATION, LiteRT decoded no faster and the int8 file grew.
     """
 
-    def __init__(self, model, max_seq_len, prefill_len, integer_attention=False):
+    def __init__(self, model, max_seq_len, prefill_len, integer_attention=False, lookup=None):
         super().__init__()
         cfg = model.config
         if not 0 < prefill_len < max_seq_len <= cfg.n_positions:
             raise ValueError(f"need 0 < prefill_len ({prefill_len}) < max_seq_len ({max_seq_len}) <= "
                              f"n_positions ({cfg.n_positions}); lower --max-seq-len or --prefill-len.")
         self.model, self.cfg = model, cfg
-        self.decoder = Decoder(model)
+        self.lookup = lookup
+        self.decoder = Decoder(model, lookup=lookup, merged_projections=True)
         self.attend = attend_matmul if integer_attention else attend
         self.max_seq_len, self.prefill_len = max_seq_len, prefill_len
         L, H, D, S = cfg.n_layer, cfg.n_head, cfg.head_dim, max_seq_len
@@ -76,19 +77,18 @@ class LiteGPT2(tf.Module):
         position = tf.reduce_sum(cache_mask, axis=1)  # (1,) real tokens so far
         # reshapes here, never `[:, None]` / `[:, -1]`: LiteRT runs STRIDED_SLICE with a per-element
         # reference kernel outside XNNPACK (tests/test_tflite.py checks decode has none)
-        x = main.embed(tf.reshape(self._clamp(token_id), (1, 1)), tf.reshape(position, (1, 1)))  # (1, 1, C)
+        ids, positions = tf.reshape(self._clamp(token_id), (1, 1)), tf.reshape(position, (1, 1))
+        x = main.embed(ids, positions, lookup=self.lookup)  # (1, 1, C)
         bias = tf.reshape(tf.where(cache_mask > 0, 0.0, MASKED), (1, 1, 1, -1))  # (1, 1, 1, S)
         new_k, new_v = [], []
         for i, block in enumerate(main.h):
-            attn = block.attn
-            q, k, v = attn.c_attn(block.ln_1(x), split=True)  # 3 x (1, 1, C)
-            q, k, v = (tf.reshape(t, (1, H, 1, D)) for t in (q, k, v))  # (1, nh, 1, hs)
-            y = self.attend(q * attn.scale, k, v, ks[i], vts[i], bias)  # (1, nh, 1, hs)
-            x = x + attn.c_proj(tf.reshape(y, (1, 1, H * D)))  # (1, 1, C)
-            x = x + block.mlp(block.ln_2(x))  # (1, 1, C)
+            def over_cache(q, k, v, i=i):  # q (1, nh, 1, hs) scaled; the new entries are returned
+                return self.attend(q, k, v, ks[i], vts[i], bias), (k, v), None
+
+            x, (k, v), _ = block(x, None, attend=over_cache, merged=True)  # (1, 1, C)
             new_k.append(tf.reshape(k, (H, D)))
             new_v.append(tf.reshape(v, (H, D)))
-        logits = lm_logits(self.model, tf.reshape(main.ln_f(x), (1, H * D)))  # (1, V)
+        logits = main.lm_logits(tf.reshape(main.ln_f(x), (1, H * D)))  # (1, V)
         return {"logits": logits, "new_k": tf.stack(new_k), "new_v": tf.stack(new_v)}  # (L, nh, hs)
 
 
@@ -142,38 +142,21 @@ def representative_dataset(model, blocks, max_seq_len, prefill_len, decode_steps
     return samples
 
 
-def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_attention=False):
+def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_attention=False, lookup=None):
     """The `prefill`/`decode` SavedModel the converter reads, written with a Keras `ExportArchive`.
 
     ExportArchive stores Keras 3 variables so the converter freezes them from the checkpoint (a
-    plain tf.Module SavedModel left them as VAR_HANDLEs that LiteRT read as garbage, measured).
+    plain tf.Module SavedModel left them as VAR_HANDLEs that LiteRT read as garbage).
     """
     import keras
 
-    module = LiteGPT2(model, max_seq_len, prefill_len, integer_attention)
+    module = LiteGPT2(model, max_seq_len, prefill_len, integer_attention, lookup)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    with merged_projections(model):
-        for name in ("prefill", "decode"):
-            fn = getattr(module, name)
-            archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
-        archive.write_out(directory, verbose=False)
-
-
-@contextlib.contextmanager
-def merged_projections(model):
-    """Traces each `c_proj` as one FC over its concatenated weight blocks (a constant after
-    freezing), so the .tflite graph stays the one benchmarked. The blocks serve XLA
-    (`layers.PROJ_BLOCKS`); as four FCs + CONCATENATION, LiteRT int8 decode measured 0.94-1.00x
-    (124M, files interleaved in one process) and the int8 file grew (tiny test model: 0.71x fp32)."""
-    layers = [layer for block in model.transformer.h for layer in (block.attn.c_proj, block.mlp.c_proj)]
-    for layer in layers:
-        layer.merge_blocks = True
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.merge_blocks = False
+    for name in ("prefill", "decode"):
+        fn = getattr(module, name)
+        archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
+    archive.write_out(directory, verbose=False)
 
 
 def convert_archive(directory, optimizations=None, representative_dataset=None, target_types=None,
@@ -181,8 +164,8 @@ def convert_archive(directory, optimizations=None, representative_dataset=None, 
     """TFLite flatbuffer bytes from `write_archive`'s SavedModel, builtin ops only."""
     converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["prefill", "decode"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    # weights written after the flatbuffer by offset: one less copy while serialising (fp32 at 124M:
-    # converter peak 3.98 -> 3.40 GB, identical logits); LiteRT reads such files since TF 2.15
+    # weights written after the flatbuffer by offset: one less copy of them while serialising, same
+    # logits; LiteRT reads such files since TF 2.15
     converter._experimental_use_buffer_offset = buffer_offset
     if optimizations:
         converter.optimizations = optimizations
@@ -193,10 +176,10 @@ def convert_archive(directory, optimizations=None, representative_dataset=None, 
     return converter.convert()
 
 
-def convert(model, max_seq_len=256, prefill_len=64, integer_attention=False, **converter_options):
+def convert(model, max_seq_len=256, prefill_len=64, integer_attention=False, lookup=None, **converter_options):
     """TFLite flatbuffer bytes for `model` (`write_archive` + `convert_archive` in a temp dir)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        write_archive(model, tmp, max_seq_len, prefill_len, integer_attention)
+        write_archive(model, tmp, max_seq_len, prefill_len, integer_attention, lookup)
         return convert_archive(tmp, **converter_options)

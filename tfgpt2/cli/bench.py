@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+HELP = "decode tokens/s of a model and its .tflite files (+ chart)"
+
 
 def add_arguments(p):
     p.add_argument("--model", required=True,
@@ -63,11 +65,9 @@ def run(args):
     model.generate(ids, max_new_tokens=args.new, eos_token_id=None)
     results = {"tfgpt2 XLA generate": args.new / (time.perf_counter() - start)}
     if args.export_dir:
-        from tfgpt2.export import verify
+        from tfgpt2.export import contract, verify
 
-        with open(os.path.join(args.export_dir, "model.json"), encoding="utf-8") as f:
-            contract = json.load(f)
-        for name in contract["models"]:
+        for name in contract.read(args.export_dir)["models"]:
             rate = verify.decode_speed(os.path.join(args.export_dir, name), steps=args.new, threads=args.threads)
             results[f"LiteRT {name}"] = rate
     if args.json:

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-NEG = -1e30  # masked logit: finite, so softmax of an all-masked row stays defined
+from tfgpt2.cache import MASKED
 
 
 def repetition_penalty(logits, seen, penalty):
@@ -18,15 +18,15 @@ def top_k_top_p(logits, top_k, top_p, use_top_k, use_top_p):
     if use_top_k:
         k = tf.clip_by_value(top_k, 1, vocab)
         kth = sorted_logits[:, k - 1:k]  # (B, 1)
-        logits = tf.where(logits < kth, NEG, logits)
-        sorted_logits = tf.where(tf.range(vocab)[None] < k, sorted_logits, NEG)
+        logits = tf.where(logits < kth, MASKED, logits)
+        sorted_logits = tf.where(tf.range(vocab)[None] < k, sorted_logits, MASKED)
     if use_top_p:
         probs = tf.nn.softmax(sorted_logits, axis=-1)  # (B, V)
         before = tf.cumsum(probs, axis=-1, exclusive=True)  # mass ahead of each token
         keep = tf.logical_or(before < top_p, tf.range(vocab)[None] == 0)  # keep >= 1 token
         keep = tf.logical_or(keep, top_p >= 1.0)  # 1.0 = off, whatever the float cumsum says
-        threshold = tf.reduce_min(tf.where(keep, sorted_logits, -NEG), axis=-1, keepdims=True)  # (B, 1)
-        logits = tf.where(logits < threshold, NEG, logits)
+        threshold = tf.reduce_min(tf.where(keep, sorted_logits, -MASKED), axis=-1, keepdims=True)  # (B, 1)
+        logits = tf.where(logits < threshold, MASKED, logits)
     return logits
 
 
@@ -59,28 +59,28 @@ def sample(logits, seed, step):
     return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)  # (B,)
 
 
-def select(logits, seen, step, params, flags):
-    """Next token ids (B,) from last-position logits (B, V).
+def select(logits, seen, step, params, config):
+    """Next token ids (B,) and the processed logits from last-position logits (B, V).
 
-    params: dict of tensors temperature, top_k, top_p, repetition_penalty, seed.
-    flags: static Python bools do_sample, use_top_k, use_top_p, use_penalty; with `dynamic`
+    params: the runtime tensors (temperature, top_k, top_p, repetition_penalty, seed);
+    config: the GenerationConfig whose static choices pick the processors. With `config.dynamic`
     every choice is made from the tensors instead (one graph for all settings).
     """
     logits = tf.cast(logits, tf.float32)
-    if flags["use_penalty"]:
+    if config.use_penalty:
         logits = repetition_penalty(logits, seen, params["repetition_penalty"])
-    if flags.get("dynamic"):  # one graph for every setting (exported signatures): temperature 0 = greedy
+    if config.dynamic:  # temperature 0 = greedy
         greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
         warped = logits / tf.maximum(params["temperature"], 1e-6)
         k = tf.where(params["top_k"] > 0, params["top_k"], tf.shape(logits)[-1])
         warped = top_k_top_p(warped, k, params["top_p"], True, True)
         sampled = sample(warped, params["seed"], step)
         return tf.where(params["temperature"] > 0, sampled, greedy), warped
-    if not flags["do_sample"]:
+    if not config.do_sample:
         return tf.argmax(logits, axis=-1, output_type=tf.int32), logits
     logits = logits / params["temperature"]
-    if flags["use_top_k"] or flags["use_top_p"]:
-        logits = top_k_top_p(logits, params["top_k"], params["top_p"], flags["use_top_k"], flags["use_top_p"])
+    if config.use_top_k or config.use_top_p:
+        logits = top_k_top_p(logits, params["top_k"], params["top_p"], config.use_top_k, config.use_top_p)
     return sample(logits, params["seed"], step), logits
 
 
@@ -91,8 +91,8 @@ def eos_blocked(vocab, step, min_new, eos):
 
 
 def block_eos_before(logits, step, min_new, eos):
-    """eos logits are -inf while fewer than `min_new` tokens were made."""
-    return tf.where(eos_blocked(tf.shape(logits)[-1], step, min_new, eos)[None], -float("inf"), logits)
+    """eos logits are masked while fewer than `min_new` tokens were made."""
+    return tf.where(eos_blocked(tf.shape(logits)[-1], step, min_new, eos)[None], MASKED, logits)
 
 
 def mark_seen(seen, tokens, vocab_size):

@@ -1,0 +1,53 @@
+"""`tfgpt2 export`: SavedModel (TF Serving) + one .tflite per recipe + model.json + report."""
+
+import os
+import shutil
+import tempfile
+
+HELP = "SavedModel (TF Serving) + TFLite per recipe + model.json + report"
+
+
+def add_arguments(p):
+    from tfgpt2.export.recipes import RECIPES
+
+    p.add_argument("--model", required=True, help="HF-format directory, hub id, or .keras file")
+    p.add_argument("--out", help="export directory (SavedModel, .tflite files, model.json, report)")
+    p.add_argument("--android", metavar="ASSETS_DIR",
+                   help="also copy model.json, tokenizer/ and the .tflite files into the Android app's assets, "
+                        "e.g. android_demo/app/src/main/assets (default --quantize int8)")
+    p.add_argument("--quantize", default=None,
+                   help=f"comma list of {', '.join(RECIPES)} (default fp32,int8)")
+    p.add_argument("--text-signature", action="store_true",
+                   help="also write saved_model_text/1 with generate_text (text in/out; needs TF Text ops)")
+    p.add_argument("--calibration-text", metavar="PATH", help="text file(s)/dir for int8-full calibration")
+    p.add_argument("--max-seq-len", type=int, default=256, help="KV cache slots in the .tflite")
+    p.add_argument("--prefill-len", type=int, default=64, help="prompt length of the prefill signature")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def run(args):
+    from tfgpt2.export import pipeline
+
+    if not args.out and not args.android:
+        raise ValueError("pass --out DIR (export directory) and/or --android ASSETS_DIR (the app's assets)")
+    if args.android:
+        pipeline.check_android_target(args.android)
+    quantize = args.quantize or ("int8" if args.android else "fp32,int8")
+    scratch = None if args.out else tempfile.mkdtemp(prefix="tfgpt2-android-")
+    out = args.out or os.path.join(scratch, "export")
+    try:
+        calibration = None
+        if args.calibration_text:
+            from tfgpt2 import GPT2Tokenizer, training
+
+            calibration = training.pack_ids(training.read_texts(args.calibration_text), GPT2Tokenizer(),
+                                            seq_len=args.prefill_len + 4)[:32]
+        pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
+                        overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
+                        calibration=calibration, text_signature=args.text_signature)
+        if args.android:
+            names = pipeline.copy_for_android(out, args.android)
+            print(f"copied {len(names)} files for the app into {args.android}: {', '.join(names)}")
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)

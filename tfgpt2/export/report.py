@@ -1,0 +1,24 @@
+"""report.md / report.json of an export: per file size, fidelity vs Keras, LiteRT tok/s, conversion cost."""
+
+import json
+import os
+
+
+def write(out_dir, report):
+    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    lines = ["# tfgpt2 export report", "", "| file | MB | max abs logit diff | top-1 agreement | perplexity "
+             "(Keras) | decode tok/s (LiteRT, 2 threads) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, r in report["files"].items():
+        fid = r.get("fidelity", {})
+        nan = float("nan")
+        lines.append(f"| {name} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', nan):.2e} | "
+                     f"{100 * fid.get('top1_agreement', nan):.2f} % | {fid.get('perplexity', nan):.2f} "
+                     f"({fid.get('keras_perplexity', nan):.2f}) | {r.get('decode_tok_s', nan):.1f} |")
+    lines += ["", f"export: {report['conversion_seconds']:.1f} s; peak RSS {report['peak_rss_gb']:.2f} GB "
+              f"(process tree: a conversion child + the exporting process; the exporting process alone "
+              f"{report['exporting_process_peak_rss_gb']:.2f} GB)", "", "| file | conversion s | child peak RSS GB |",
+              "|---|---:|---:|"]
+    lines += [f"| {name} | {r['seconds']:.1f} | {r['peak_rss_gb']:.2f} |" for name, r in report["files"].items()]
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")

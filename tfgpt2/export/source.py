@@ -1,0 +1,39 @@
+"""The model an export starts from: an HF directory or hub id, a `.keras` file, or a live model."""
+
+import json
+import os
+import zipfile
+
+
+def is_keras_file(src):
+    """True for a `.keras` path (which must exist); False for an HF dir or hub id."""
+    if src.endswith(".keras") and not os.path.exists(src):
+        raise FileNotFoundError(f"{src} does not exist; pass a .keras file saved with model.save().")
+    return src.endswith(".keras")
+
+
+def load_model(src):
+    from tfgpt2 import TFGPT2LMHeadModel
+
+    if is_keras_file(src):
+        import keras
+
+        return keras.saving.load_model(src)
+    return TFGPT2LMHeadModel.from_pretrained(src)
+
+
+def source_config(src):
+    """The GPT2Config of a model, HF dir/hub id or .keras file, without loading weights."""
+    from tfgpt2 import GPT2Config
+    from tfgpt2.hub import resolve
+
+    if hasattr(src, "config"):
+        return src.config
+    if is_keras_file(src):
+        with zipfile.ZipFile(src) as archive:
+            saved = json.loads(archive.read("config.json"))
+        if "config" not in saved.get("config", {}):
+            raise ValueError(f"{src} does not hold a tfgpt2 model (its config has no GPT2Config); "
+                             "save a TFGPT2LMHeadModel with model.save('m.keras').")
+        return GPT2Config.from_dict(saved["config"]["config"])
+    return GPT2Config.from_pretrained(src if os.path.isdir(src) else resolve(src))
