@@ -3,7 +3,7 @@
 `run_system(common, code, threads)` runs COMMON + a system's code in a fresh interpreter and returns
 the dict it printed after "RESULT "; every system gets `scratch()`, a temp dir removed when its
 process exits (rows write GBs). `interleaved(systems, rounds)` keeps one process per system alive
-and times one run of each in turn, round after round: this machine's speed drifts by tens of
+and times one run of each in turn, round after round: a shared machine's speed drifts by tens of
 percent within minutes, so peers are compared within a round, not across minutes.
 
 EXPORT (ONNX export of transformers' GPT-2 with past) defines `path` (the .onnx file), `L, H, D`,

@@ -40,6 +40,22 @@ def build_hf(kind, cfg_kwargs, seed=0, **extra):
     return model.eval()
 
 
+def reference_tiktoken():
+    """tiktoken over OpenAI's GPT-2 ranks (the fixture), with <|endoftext|> as its special token."""
+    import base64
+
+    import tiktoken
+
+    from tfgpt2.tokenizer import EOT, PATTERN
+
+    ranks = {}
+    with open(TIKTOKEN_RANKS, "rb") as f:
+        for line in f:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return tiktoken.Encoding("gpt2-ranks", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens={EOT: len(ranks)})
+
+
 def torch_run(model, ids, **kwargs):
     import torch
 

@@ -97,9 +97,9 @@ def test_train_checkpoints_resumes_and_plots(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--steps", "12", "--epochs", "2", "--n-embd", "32",
             "--n-layer", "1", "--seq-len", "32", "--batch-size", "4"]
-    code, out, err = cli(capsys, *args)
+    code, stdout, err = cli(capsys, *args)
     assert code == 0, err[-2000:]
-    assert "epoch 2: held-out perplexity" in out and "12/12" not in out + err  # 6 steps per epoch
+    assert "epoch 2: held-out perplexity" in stdout and "12/12" not in stdout + err  # 6 steps per epoch
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "checkpoints").is_dir() and (out / "model.safetensors").exists()
     import json

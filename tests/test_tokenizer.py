@@ -1,6 +1,5 @@
 """GPT2Tokenizer vs tiktoken (shared GPT-2 ranks) and HF tokenizers (bundled files)."""
 
-import base64
 import json
 import os
 import subprocess
@@ -8,10 +7,11 @@ import sys
 
 import pytest
 
+import helpers
 from corpus import build_corpus, invalid_strings
-from helpers import GOLDEN, ROOT, TIKTOKEN_RANKS
+from helpers import GOLDEN, ROOT
 from tfgpt2 import GPT2Tokenizer
-from tfgpt2.tokenizer import ASSETS, EOT, PATTERN
+from tfgpt2.tokenizer import ASSETS, EOT
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +21,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def reference_tiktoken():
-    import tiktoken
-
-    ranks = {}
-    with open(TIKTOKEN_RANKS, "rb") as f:
-        for line in f:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return tiktoken.Encoding("gpt2-shared", pat_str=PATTERN, mergeable_ranks=ranks,
-                             special_tokens={EOT: len(ranks)})
+    return helpers.reference_tiktoken()
 
 
 @pytest.fixture(scope="module")

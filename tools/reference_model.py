@@ -58,7 +58,24 @@ def write(directory=FIXTURE):
     print(f"wrote {directory}")
 
 
-def spread(seeds, out_dir):
+def trained(seed, cache_dir=None):
+    """(model, held-out blocks) of `train(seed)`; with `cache_dir`, saved there and reused."""
+    from tfgpt2 import TFGPT2LMHeadModel
+
+    path = cache_dir and os.path.join(cache_dir, f"reference-seed{seed}")
+    if path and os.path.exists(os.path.join(path, "config.json")):
+        with open(os.path.join(path, "held_out.json"), encoding="utf-8") as f:
+            return TFGPT2LMHeadModel.from_pretrained(path), json.load(f)
+    model, _, held_out = train(seed)
+    held_out = [list(map(int, b)) for b in held_out[:8]]
+    if path:
+        model.save_pretrained(path)
+        with open(os.path.join(path, "held_out.json"), "w", encoding="utf-8") as f:
+            json.dump(held_out, f)
+    return model, held_out
+
+
+def spread(seeds, cache_dir=None):
     """Each recipe's fidelity on freshly trained models, one line per seed (the margin of the bounds)."""
     import tempfile
 
@@ -67,10 +84,10 @@ def spread(seeds, out_dir):
     from tfgpt2.export import pipeline
 
     for seed in seeds:
-        model, train_blocks, held_out = train(seed)
-        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        model, held_out = trained(seed, cache_dir)
+        with tempfile.TemporaryDirectory() as tmp:
             report = pipeline.export(model, os.path.join(tmp, "e"), quantize=["fp16", "int8", "int4"],
-                                     max_seq_len=96, prefill_len=32, held_out=np.asarray(held_out[:8]),
+                                     max_seq_len=96, prefill_len=32, held_out=np.asarray(held_out),
                                      log=lambda *_: None)
         row = {name: round(100 * r["fidelity"]["top1_agreement"], 2) for name, r in report["files"].items()}
         ppl = {name: round(r["fidelity"]["perplexity"] / r["fidelity"]["keras_perplexity"], 4)
@@ -84,12 +101,12 @@ def main(argv):
     sub.add_parser("write")
     s = sub.add_parser("spread")
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    s.add_argument("--tmp", default=None)
+    s.add_argument("--cache", default=None, help="keep the trained models here and reuse them")
     args = parser.parse_args(argv)
     if args.command == "write":
         write()
     else:
-        spread(args.seeds, args.tmp)
+        spread(args.seeds, args.cache)
 
 
 if __name__ == "__main__":

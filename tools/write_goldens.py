@@ -24,27 +24,12 @@ FORMAT_VERSION = 1
 REPLAY_PROMPT = [5, 17, 42, 8, 63]
 
 
-def reference_tiktoken():
-    import base64
-
-    import tiktoken
-
-    from helpers import TIKTOKEN_RANKS
-    from tfgpt2.tokenizer import EOT, PATTERN
-
-    ranks = {}
-    with open(TIKTOKEN_RANKS, "rb") as f:
-        for line in f:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return tiktoken.Encoding("gpt2-ranks", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens={EOT: len(ranks)})
-
-
 def tokenizer_cases():
     """>= 1,000 corpus strings (and some with lone surrogates) with tiktoken's ids."""
     import numpy as np
 
     from corpus import build_corpus, invalid_strings
+    from helpers import reference_tiktoken
 
     corpus = build_corpus()
     picks = sorted(np.random.default_rng(0).choice(len(corpus), 1100, replace=False).tolist())

@@ -53,8 +53,11 @@ def run(args):
     check(args)
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:  # TF already running in this process (bench called from Python): its pools stay
+        pass
     model = load(args.model)
     cfg = model.config
     if args.prompt + args.new > cfg.n_positions:

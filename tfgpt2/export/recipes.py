@@ -35,12 +35,13 @@ class Recipe:
 
 RECIPES = {r.name: r for r in (
     Recipe("fp32", "float32 weights"),
-    Recipe("fp16", "float16 weights, float32 compute"),
+    Recipe("fp16", "float16 weights, float32 compute", optimize="fp16"),
     Recipe("int8", "dynamic range: int8 weights, float activations; the tied embedding stored once",
            optimize="dynamic", tied=True, buffer_offset=False),
     Recipe("int8-full", "int8 weights and activations, calibrated on text (loses GPT-2's accuracy)",
            archive=None, optimize="calibrated", tied=True, integer_attention=True, buffer_offset=False),
-    Recipe("int4", "channelwise int4 weights (ai-edge-quantizer), int8 embedding table", archive="int4", int4=True),
+    Recipe("int4", "channelwise int4 weights (ai-edge-quantizer, OCTAV clipping), int8 embedding table",
+           archive="int4", int4=True),
 )}
 
 

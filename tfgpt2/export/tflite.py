@@ -31,20 +31,20 @@ class LiteGPT2(tf.Module):
 
     `integer_attention`: decode attends with BATCH_MATMUL + SOFTMAX (`attend_matmul`), which have
     int8 kernels, for full-integer quantization; else with `attend` (float recipes, faster).
-    `lookup`: the token embedding lookup (int4.int8_lookup), default wte. Each `c_proj` is traced as
+    `table`: the embedding table the graph reads, its lookup and the tied head (int4.Int8Table),
+    default wte. Each `c_proj` is traced as
     one FULLY_CONNECTED over its concatenated weight blocks (a constant after freezing): as four FCs
     + CONCATENATION, LiteRT decoded no faster and the int8 file grew.
     """
 
-    def __init__(self, model, max_seq_len, prefill_len, integer_attention=False, lookup=None):
+    def __init__(self, model, max_seq_len, prefill_len, integer_attention=False, table=None):
         super().__init__()
         cfg = model.config
         if not 0 < prefill_len < max_seq_len <= cfg.n_positions:
             raise ValueError(f"need 0 < prefill_len ({prefill_len}) < max_seq_len ({max_seq_len}) <= "
                              f"n_positions ({cfg.n_positions}); lower --max-seq-len or --prefill-len.")
         self.model, self.cfg = model, cfg
-        self.lookup = lookup
-        self.decoder = Decoder(model, lookup=lookup, merged_projections=True)
+        self.decoder = Decoder(model, table=table, merged_projections=True)
         self.attend = attend_matmul if integer_attention else attend
         self.max_seq_len, self.prefill_len = max_seq_len, prefill_len
         L, H, D, S = cfg.n_layer, cfg.n_head, cfg.head_dim, max_seq_len
@@ -78,7 +78,7 @@ class LiteGPT2(tf.Module):
         # reshapes here, never `[:, None]` / `[:, -1]`: LiteRT runs STRIDED_SLICE with a per-element
         # reference kernel outside XNNPACK (tests/test_tflite.py checks decode has none)
         ids, positions = tf.reshape(self._clamp(token_id), (1, 1)), tf.reshape(position, (1, 1))
-        x = main.embed(ids, positions, lookup=self.lookup)  # (1, 1, C)
+        x = main.embed(ids, positions, lookup=self.decoder.options["lookup"])  # (1, 1, C)
         bias = tf.reshape(tf.where(cache_mask > 0, 0.0, MASKED), (1, 1, 1, -1))  # (1, 1, 1, S)
         new_k, new_v = [], []
         for i, block in enumerate(main.h):
@@ -88,7 +88,7 @@ class LiteGPT2(tf.Module):
             x, (k, v), _ = block(x, None, attend=over_cache, merged=True)  # (1, 1, C)
             new_k.append(tf.reshape(k, (H, D)))
             new_v.append(tf.reshape(v, (H, D)))
-        logits = main.lm_logits(tf.reshape(main.ln_f(x), (1, H * D)))  # (1, V)
+        logits = self.decoder.lm_logits(tf.reshape(main.ln_f(x), (1, H * D)))  # (1, V)
         return {"logits": logits, "new_k": tf.stack(new_k), "new_v": tf.stack(new_v)}  # (L, nh, hs)
 
 
@@ -142,7 +142,7 @@ def representative_dataset(model, blocks, max_seq_len, prefill_len, decode_steps
     return samples
 
 
-def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_attention=False, lookup=None):
+def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_attention=False, table=None):
     """The `prefill`/`decode` SavedModel the converter reads, written with a Keras `ExportArchive`.
 
     ExportArchive stores Keras 3 variables so the converter freezes them from the checkpoint (a
@@ -150,7 +150,7 @@ def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_att
     """
     import keras
 
-    module = LiteGPT2(model, max_seq_len, prefill_len, integer_attention, lookup)
+    module = LiteGPT2(model, max_seq_len, prefill_len, integer_attention, table)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name in ("prefill", "decode"):
@@ -176,10 +176,10 @@ def convert_archive(directory, optimizations=None, representative_dataset=None, 
     return converter.convert()
 
 
-def convert(model, max_seq_len=256, prefill_len=64, integer_attention=False, lookup=None, **converter_options):
+def convert(model, max_seq_len=256, prefill_len=64, integer_attention=False, table=None, **converter_options):
     """TFLite flatbuffer bytes for `model` (`write_archive` + `convert_archive` in a temp dir)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        write_archive(model, tmp, max_seq_len, prefill_len, integer_attention, lookup)
+        write_archive(model, tmp, max_seq_len, prefill_len, integer_attention, table)
         return convert_archive(tmp, **converter_options)

@@ -30,8 +30,8 @@ def write_archives(src, directory, max_seq_len, prefill_len, kinds):
 
     model = load_model(src)
     for kind in kinds:
-        lookup = int4.int8_lookup(model) if kind == "int4" else None
-        tflite.write_archive(model, os.path.join(directory, kind), max_seq_len, prefill_len, lookup=lookup)
+        table = int4.Int8Table(model) if kind == "int4" else None
+        tflite.write_archive(model, os.path.join(directory, kind), max_seq_len, prefill_len, table=table)
     return {}
 
 

@@ -17,13 +17,17 @@ from tfgpt2.generation import beam, heads, sampling
 class Decoder:
     """Prefill / step over a model's transformer, with compiled loops cached per GenerationConfig.
 
-    `lookup` and `merged_projections` are passed to every transformer call (exported graphs).
+    Exported graphs choose how the weights are read: `table` (an object with `lookup(ids)` and
+    `logits(hidden)`, e.g. export/int4.Int8Table) replaces the wte embedding and the tied head, and
+    `merged_projections` is passed to every transformer call.
     """
 
-    def __init__(self, model, lookup=None, merged_projections=False):
+    def __init__(self, model, table=None, merged_projections=False):
         self.transformer = model.transformer
         self.cfg = model.config
-        self.options = dict(lookup=lookup, merged_projections=merged_projections)
+        self.lm_logits = table.logits if table is not None else self.transformer.lm_logits
+        self.options = dict(lookup=table.lookup if table is not None else None,
+                            merged_projections=merged_projections)
         self.traces = 0  # how many times a generation graph was traced (tests read it)
         self._loops = {}
         self._steps = {}
@@ -41,7 +45,7 @@ class Decoder:
         return self._project(hidden, head), cache
 
     def _project(self, hidden, head):
-        return self.transformer.lm_logits(hidden[:, -1]) if head is None else head.project(hidden)
+        return self.lm_logits(hidden[:, -1]) if head is None else head.project(hidden)
 
     def pick(self, head, context, carried, seen, done, misses, i, params):
         """The tokens of step `i`: (tokens (B,), processed logits or None, seen, done, misses)."""
