@@ -59,7 +59,7 @@ def test_tied_embedding_stored_once(exported):
     assert files["gpt2_int8.tflite"]["bytes"] < 0.32 * files["gpt2_fp32.tflite"]["bytes"]
     # int4: the head reads the embedding's int8 table, stored once (no int8 + int4 copy of wte)
     assert files["gpt2_int4.tflite"]["tied_embedding_bytes_saved"] >= table
-    assert files["gpt2_int4.tflite"]["bytes"] < table + 0.2 * (files["gpt2_fp32.tflite"]["bytes"] - 4 * table)
+    assert files["gpt2_int4.tflite"]["bytes"] < 1.4 * table  # a second (int4) copy of wte would be 1.5x
 
 
 def test_int8_full_needs_calibration(tmp_path):
