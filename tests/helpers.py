@@ -97,8 +97,11 @@ def run_python(code, timeout=600):
 
 
 def run_cli(*args, timeout=600):
-    """The installed `tfgpt2` console script in a subprocess, as a user's shell runs it (logs as they are)."""
-    return subprocess.run(["tfgpt2", *args], capture_output=True, text=True, timeout=timeout)
+    """The installed `tfgpt2` console script in a subprocess, as a user's shell runs it (logs as they are):
+    the one beside this interpreter, so an un-activated venv tests its own install."""
+    script = os.path.join(os.path.dirname(sys.executable), "tfgpt2")
+    return subprocess.run([script if os.path.exists(script) else "tfgpt2", *args], capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def cli(capsys, *args):

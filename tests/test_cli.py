@@ -8,7 +8,9 @@ import pytest
 from helpers import CONFIGS, cli, run_cli
 
 
+@pytest.mark.slow
 def test_demo_trains_generates_and_saves(tmp_path):
+    """The README's main job, `tfgpt2 demo`, as a shell runs it (shortened), then generate and info."""
     out = tmp_path / "demo"
     result = run_cli("demo", "--out", str(out), "--steps", "30", "--epochs", "2", "--n-embd", "32",
                      "--n-layer", "1", "--seq-len", "32", "--max-new-tokens", "8")

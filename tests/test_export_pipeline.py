@@ -95,7 +95,8 @@ def test_failure_after_conversion_leaves_no_partial_dir(hf_checkpoints, tmp_path
 
     monkeypatch.setattr(saved_model, "build", boom)
     with pytest.raises(RuntimeError, match="crashed"):
-        pipeline.export(path, str(tmp_path / "out"), max_seq_len=24, prefill_len=8, log=lambda *_: None)
+        pipeline.export(path, str(tmp_path / "out"), quantize=["fp32"], max_seq_len=24, prefill_len=8,
+                        log=lambda *_: None)
     assert os.listdir(tmp_path) == []
 
 

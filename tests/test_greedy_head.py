@@ -28,15 +28,19 @@ def _hidden(n, width, seed=1, massive=()):
     return h.astype(np.float32)
 
 
+@tf.function(jit_compile=True)
+def _xla_screen(h, w, b):
+    """(tokens, proven, chosen) under XLA; one compiled function, retraced only per shape."""
+    return greedy_head.screened_argmax(h, w, greedy_head.build_screen(w), b) + \
+        (greedy_head.greedy_tokens(h, w, greedy_head.build_screen(w), b)[0],)
+
+
 def _run(hidden, wte, blocked=None):
     blocked = np.zeros(len(wte), bool) if blocked is None else blocked
     args = (tf.constant(hidden), tf.constant(wte))
     screen = greedy_head.build_screen(args[1])
-    fn = tf.function(jit_compile=True)(
-        lambda h, w, b: greedy_head.screened_argmax(h, w, greedy_head.build_screen(w), b) +
-        (greedy_head.greedy_tokens(h, w, greedy_head.build_screen(w), b)[0],))
     eager = greedy_head.greedy_tokens(*args, screen, tf.constant(blocked))[0].numpy()
-    tokens, proven, chosen = (t.numpy() for t in fn(*args, tf.constant(blocked)))
+    tokens, proven, chosen = (t.numpy() for t in _xla_screen(*args, tf.constant(blocked)))
     assert eager.tolist() == chosen.tolist()  # eager == XLA
     return tokens, bool(proven), chosen
 
