@@ -86,6 +86,7 @@ def test_failure_in_the_conversion_child_leaves_no_partial_dir(hf_checkpoints, t
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
 
+@pytest.mark.slow
 def test_failure_after_conversion_leaves_no_partial_dir(hf_checkpoints, tmp_path, monkeypatch):
     _, path = hf_checkpoints["small-gelu_new"]
     from tfgpt2.export import saved_model
@@ -100,6 +101,7 @@ def test_failure_after_conversion_leaves_no_partial_dir(hf_checkpoints, tmp_path
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_cli_export(hf_checkpoints, tmp_path, capsys):
     _, path = hf_checkpoints["small-gelu_new"]
     code, out, err = cli(capsys, "export", "--model", path, "--out", tmp_path / "e", "--quantize", "fp16",
@@ -175,6 +177,7 @@ def test_kotlin_replay_goldens_equal_a_fresh_export(tmp_path):
         assert np.abs(np.asarray(golden["logits"]) - rows).max() <= 1e-3
 
 
+@pytest.mark.slow
 def test_exporting_process_loads_no_tensorflow_before_converting(hf_checkpoints, tmp_path):
     """The converter children run while the exporting process holds no TF runtime and no model:
     checking the targets and the children's work must not import tensorflow in the parent."""

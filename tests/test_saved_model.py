@@ -110,6 +110,7 @@ TEXT_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_text_signature_in_a_fresh_process_equals_python_tokenizer_and_generate(tmp_path):
     """saved_model_text/1: text in -> greedy continuation out, == GPT2Tokenizer + generate per prompt."""
     from helpers import reference_model

@@ -52,6 +52,7 @@ def pydoc_blocks():
     return training.pack_ids(training.builtin_texts()[:60], GPT2Tokenizer(), seq_len=32)
 
 
+@pytest.mark.slow
 def test_fit_50_steps_reduces_loss_30_percent(pydoc_blocks):
     keras.utils.set_random_seed(0)
     model = TFGPT2LMHeadModel(GPT2Config(vocab_size=50257, **TINY))
@@ -78,6 +79,7 @@ def test_internal_loss_is_mean_over_real_tokens():
     assert abs(got - float(model(ids, attention_mask=mask, labels=labels).loss)) <= 1e-5
 
 
+@pytest.mark.slow
 def test_double_heads_and_classifier_fit():
     cfg = GPT2Config(vocab_size=50, pad_token_id=0, num_labels=3, **TINY)
     rng = np.random.default_rng(3)
@@ -139,6 +141,7 @@ def test_mixed_bfloat16_attention_scaling():
     assert np.argmax(out.logits, -1).tolist() == np.argmax(ref(ids).logits, -1).tolist()
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_first_step_loss_matches_single_device():
     code = textwrap.dedent("""
         import numpy as np, tensorflow as tf, keras
