@@ -11,6 +11,7 @@ agreement (docs/export.md; llama.cpp keeps its output matrix at higher precision
 reason). Needs `pip install ai-edge-quantizer`.
 """
 
+import keras
 import tensorflow as tf
 
 from tfgpt2 import quantization
@@ -20,14 +21,21 @@ from tfgpt2 import quantization
 HEAD_OUTPUT = "^StatefulPartitionedCall"
 
 
-class Int8Table:
-    """wte as graph constants: int8 rows and one float scale per row (quantization.int8_rows)."""
+class Int8Table(keras.layers.Layer):
+    """wte as int8 rows and one float scale per row (quantization.int8_rows), held as variables so an
+    export archive stores them in its checkpoint (graph constants would be copied with the graph)."""
 
-    def __init__(self, model):
-        rows, scales = quantization.int8_rows(model.transformer.wte.embeddings)
-        self.rows, self.scales = tf.constant(rows.numpy()), tf.constant(scales.numpy())  # (V, C), (V,)
+    def __init__(self, model, **kwargs):
+        super().__init__(name="int8_table", **kwargs)
+        rows, scales = (t.numpy() for t in quantization.int8_rows(model.transformer.wte.embeddings))
+        self.rows = self.add_weight(shape=rows.shape, dtype="int8", trainable=False, name="rows")  # (V, C)
+        self.scales = self.add_weight(shape=scales.shape, trainable=False, name="scales")  # (V,)
         # the head's weight: the table dequantized; int8 channelwise quantization gives back its bytes
-        self.head = tf.constant(rows.numpy().astype("float32") * scales.numpy()[:, None])  # (V, C)
+        self.head = self.add_weight(shape=rows.shape, trainable=False, name="head")  # (V, C)
+        self.rows.assign(rows)
+        self.scales.assign(scales)
+        self.head.assign(rows.astype("float32") * scales[:, None])
+        self.built = True
 
     def lookup(self, ids):
         """ids (B, T) -> (B, T, C) float32."""

@@ -153,6 +153,8 @@ def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_att
     module = LiteGPT2(model, max_seq_len, prefill_len, integer_attention, table)
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if table is not None:
+        archive.track(table)
     for name in ("prefill", "decode"):
         fn = getattr(module, name)
         archive.add_endpoint(name=name, fn=fn.python_function, input_signature=fn.input_signature)
