@@ -122,7 +122,8 @@ def plot_loss(history, path):
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats)")
     ax.set_title("tfgpt2 train")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a resumed run with nothing left to train has no curves
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
