@@ -66,7 +66,7 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
             source = os.path.join(scratch, "model")
             src.save_pretrained(source)
         calibration_path = None
-        if "int8-full" in quantize:
+        if any(recipes.get(q).optimize == "calibrated" for q in quantize):
             calibration_path = os.path.join(scratch, "calibration.npy")
             np.save(calibration_path, np.asarray(calibration, np.int32))
         archives, kinds = os.path.join(scratch, "archives"), recipes.archive_kinds(quantize)
