@@ -32,9 +32,9 @@ class LiteGPT2(tf.Module):
     `integer_attention`: decode attends with BATCH_MATMUL + SOFTMAX (`attend_matmul`), which have
     int8 kernels, for full-integer quantization; else with `attend` (float recipes, faster).
     `table`: the embedding table the graph reads, its lookup and the tied head (int4.Int8Table),
-    default wte. Each `c_proj` is traced as
-    one FULLY_CONNECTED over its concatenated weight blocks (a constant after freezing): as four FCs
-    + CONCATENATION, LiteRT decoded no faster and the int8 file grew.
+    default wte. Each `c_proj` is traced as one FULLY_CONNECTED over its concatenated weight blocks
+    (a constant after freezing): as four FCs + CONCATENATION, LiteRT decoded no faster and the int8
+    file grew.
     """
 
     def __init__(self, model, max_seq_len, prefill_len, integer_attention=False, table=None):
@@ -78,7 +78,7 @@ class LiteGPT2(tf.Module):
         # reshapes here, never `[:, None]` / `[:, -1]`: LiteRT runs STRIDED_SLICE with a per-element
         # reference kernel outside XNNPACK (tests/test_tflite.py checks decode has none)
         ids, positions = tf.reshape(self._clamp(token_id), (1, 1)), tf.reshape(position, (1, 1))
-        x = main.embed(ids, positions, lookup=self.decoder.options["lookup"])  # (1, 1, C)
+        x = main.embed(ids, positions, lookup=self.decoder.lookup)  # (1, 1, C)
         bias = tf.reshape(tf.where(cache_mask > 0, 0.0, MASKED), (1, 1, 1, -1))  # (1, 1, 1, S)
         new_k, new_v = [], []
         for i, block in enumerate(main.h):
@@ -97,8 +97,8 @@ def attend(q, k, v, cached_k, cached_vt, bias):
 
     q, k, v (1, nh, 1, hs) (q scaled); cached_k (1, nh, S, hs); cached_vt (1, nh, hs, S); bias
     (1, 1, 1, S). Products are MUL + SUM and the softmax is spelled out, with the token's own
-    score kept apart: no BATCH_MATMUL (XNNPACK re-packs a matmul's non-constant operand on every
-    call, 19 % of int8 decode time at 124M), no CONCATENATION or slices around the softmax.
+    score kept apart: no BATCH_MATMUL (XNNPACK re-packs a matmul's non-constant operand, the cache,
+    on every call), no CONCATENATION or slices around the softmax.
     """
     scores = tf.expand_dims(tf.reduce_sum(q * cached_k, -1), 2) + bias  # (1, nh, 1, S)
     own = tf.reduce_sum(q * k, -1, keepdims=True)  # (1, nh, 1, 1)

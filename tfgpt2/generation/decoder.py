@@ -26,22 +26,23 @@ class Decoder:
         self.transformer = model.transformer
         self.cfg = model.config
         self.lm_logits = table.logits if table is not None else self.transformer.lm_logits
-        self.options = dict(lookup=table.lookup if table is not None else None,
-                            merged_projections=merged_projections)
+        self.lookup = table.lookup if table is not None else None  # None: the wte embedding
+        self.merged_projections = merged_projections
         self.traces = 0  # how many times a generation graph was traced (tests read it)
         self._loops = {}
         self._steps = {}
 
     def prefill(self, ids, mask, cache, head=None):
         """(carried, cache): fp32 logits (B, V) of the last position, or what `head` projects."""
-        hidden, cache, _, _ = self.transformer(ids, attention_mask=mask, past_key_values=cache, **self.options)
+        hidden, cache, _, _ = self.transformer(ids, attention_mask=mask, past_key_values=cache, lookup=self.lookup,
+                                               merged_projections=self.merged_projections)
         return self._project(hidden, head), cache
 
     def step(self, tokens, cache, head=None):
         """One new token per row (B,) through the transformer into the cache."""
         ids = tokens[:, None]  # (B, 1)
         hidden, cache, _, _ = self.transformer(ids, attention_mask=tf.ones_like(ids), past_key_values=cache,
-                                               **self.options)
+                                               lookup=self.lookup, merged_projections=self.merged_projections)
         return self._project(hidden, head), cache
 
     def _project(self, hidden, head):
