@@ -44,16 +44,13 @@ def hf_checkpoints(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_export(hf_checkpoints, tmp_path_factory):
-    """One `tfgpt2 export` (fp32 + int8, 24 slots, prefill 8) of the smallest checkpoint, shared by every
-    test that reads an export: (model, export dir, report)."""
-    from tfgpt2 import TFGPT2LMHeadModel
-    from tfgpt2.export import pipeline
+def tiny_export(tmp_path_factory):
+    """One `tfgpt2 export` (fp32 + int8, 24 slots, prefill 8) of a tiny GPT-2, shared by every test that
+    reads an export: (model, export dir, report). It is the export the Kotlin replay goldens come from
+    (tools/write_goldens.py)."""
+    import write_goldens
 
-    _, path = hf_checkpoints["small-gelu_new"]
-    out = tmp_path_factory.mktemp("exp") / "gpt2-export"
-    model = TFGPT2LMHeadModel.from_pretrained(path)
-    held_out = np.random.default_rng(0).integers(0, model.config.vocab_size, (2, 16))
-    report = pipeline.export(path, str(out), quantize=["fp32", "int8"], max_seq_len=24, prefill_len=8,
-                             held_out=held_out, log=lambda *_: None)
-    return model, out, report
+    root = tmp_path_factory.mktemp("exp")
+    held_out = np.random.default_rng(0).integers(0, CONFIGS["small-gelu_new"]["vocab_size"], (2, 16))
+    model, report = write_goldens.replay_export(str(root), held_out)
+    return model, root / "export", report

@@ -112,6 +112,7 @@ def test_cli_export(hf_checkpoints, tmp_path, capsys):
     assert code == 2 and "--overwrite" in err
 
 
+@pytest.mark.slow
 def test_cli_export_android_fills_the_app_assets(hf_checkpoints, tmp_path, capsys):
     """`--android ASSETS`: int8 by default; the app reads only model.json and the files it names."""
     _, path = hf_checkpoints["small-gelu_new"]
@@ -149,14 +150,13 @@ def test_cli_verify_passes_then_catches_tampering(exported, tmp_path, capsys):
     assert code == 2 and "gpt2_int8.tflite changed since export" in err
 
 
-def test_kotlin_replay_goldens_equal_a_fresh_export(tmp_path):
+def test_kotlin_replay_goldens_equal_a_fresh_export(tiny_export):
     """tests/golden/replay_<recipe>.json and model.json (tools/write_goldens.py), which the Kotlin
     Generator replays, against the same tiny model exported and decoded in LiteRT now: the same
     greedy tokens, stopping when the cache is full; the fp32 recording equals Keras generate."""
     import write_goldens
 
-    model = write_goldens.replay_export(str(tmp_path))
-    out = tmp_path / "export"
+    model, out, _ = tiny_export
     fresh = json.loads((out / "model.json").read_text())
     with open(os.path.join(GOLDEN, "model.json"), encoding="utf-8") as f:
         golden_contract = json.load(f)

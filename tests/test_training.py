@@ -121,6 +121,7 @@ def test_keras_file_round_trip(cls, tmp_path):
     assert clone.config == model.config and len(clone.weights) == len(model.weights)
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_attention_scaling():
     cfg = GPT2Config(vocab_size=80, **TINY)
     ref = TFGPT2LMHeadModel(cfg)

@@ -38,9 +38,10 @@ def tokenizer_cases():
     return [{"text": t, "ids": enc.encode(t, allowed_special="all")} for t in texts]
 
 
-def replay_export(directory):
+def replay_export(directory, held_out=None):
     """The tiny model the replays come from (large random weights, so greedy text doesn't collapse
-    into one id), exported to `directory` with fp32 + int8; returns the Keras model."""
+    into one id), exported to `directory`/export with fp32 + int8: (Keras model, export report).
+    `held_out` (N, T) ids add fidelity numbers to the report."""
     from helpers import CONFIGS, build_hf
     from tfgpt2 import TFGPT2LMHeadModel
     from tfgpt2.export import pipeline
@@ -48,9 +49,9 @@ def replay_export(directory):
     hf = build_hf("GPT2LMHeadModel", CONFIGS["small-gelu_new"], seed=3, initializer_range=0.5)
     hf.save_pretrained(os.path.join(directory, "hf"))
     model = TFGPT2LMHeadModel.from_pretrained(os.path.join(directory, "hf"))
-    pipeline.export(model, os.path.join(directory, "export"), quantize=["fp32", "int8"], max_seq_len=24,
-                    prefill_len=8, log=lambda *_: None)
-    return model
+    report = pipeline.export(model, os.path.join(directory, "export"), quantize=["fp32", "int8"], max_seq_len=24,
+                             prefill_len=8, held_out=held_out, log=lambda *_: None)
+    return model, report
 
 
 def replay(path, prompt=REPLAY_PROMPT):
