@@ -6,7 +6,7 @@ int8 table with one scale per row (`Int8Table`): the embedding gathers int8 rows
 the tied LM head's weight is that table dequantized. The quantizer turns the block weights into
 int4 and the head's weight into int8 channelwise, which gives back the table's own bytes (each
 row's largest value is 127 steps), so `dedupe_buffers` stores them once. The head stays int8
-because it decides the token: as int4 it cost the trained reference models 2-7 points of top-1
+because it decides the token: as int4 it cost the trained reference models up to 7 points of top-1
 agreement (docs/export.md; llama.cpp keeps its output matrix at higher precision for the same
 reason). Needs `pip install ai-edge-quantizer`.
 """
