@@ -37,19 +37,19 @@ def write_archives(src, directory, max_seq_len, prefill_len, kinds):
 
 def convert(directory, name, out_path):
     """Converts recipe `name` from `write_archives`' SavedModel; writes `out_path`."""
-    from tfgpt2.export import int4, tflite, tied
+    from tfgpt2.export import tflite
 
     recipe = recipes.get(name)
     flat = tflite.convert_archive(os.path.join(directory, recipe.archive), buffer_offset=recipe.buffer_offset,
                                   **recipe.converter_options())
-    return _write(out_path, *_post_process(recipe, flat, int4, tied))
+    return _write(out_path, *_post_process(recipe, flat))
 
 
 def convert_calibrated(src, name, out_path, max_seq_len, prefill_len, calibration_path):
     """A calibrated recipe: the converter calls the representative dataset, which runs the float model."""
     import numpy as np
 
-    from tfgpt2.export import int4, tflite, tied
+    from tfgpt2.export import tflite
     from tfgpt2.export.source import load_model
 
     recipe = recipes.get(name)
@@ -57,11 +57,13 @@ def convert_calibrated(src, name, out_path, max_seq_len, prefill_len, calibratio
     dataset = tflite.representative_dataset(model, np.load(calibration_path), max_seq_len, prefill_len)
     flat = tflite.convert(model, max_seq_len, prefill_len, integer_attention=recipe.integer_attention,
                           buffer_offset=recipe.buffer_offset, **recipe.converter_options(dataset))
-    return _write(out_path, *_post_process(recipe, flat, int4, tied))
+    return _write(out_path, *_post_process(recipe, flat))
 
 
-def _post_process(recipe, flat, int4, tied):
+def _post_process(recipe, flat):
     """(bytes, bytes saved): the recipe's passes over the converted flatbuffer."""
+    from tfgpt2.export import int4, tied
+
     if recipe.int4:
         return int4.quantize(flat)
     if recipe.tied:
