@@ -85,12 +85,13 @@ def test_bad_inputs_raise_before_graph(model, ids, kwargs, match):
         model(ids, **kwargs)
 
 
-def test_cache_overflow_and_wrong_past(model):
+def test_full_cache_grows_and_wrong_past(model):
     cache = KVCache.empty(CFG, 1, capacity=4)
     out = model(np.array([[1, 2, 3]]), past_key_values=cache)
-    with pytest.raises(GPT2InputError, match="no room for 2 more tokens"):
-        model(np.array([[1, 2]]), past_key_values=out.past_key_values)
-    with pytest.raises(GPT2InputError, match="KVCache"):
+    grown = model(np.array([[4, 5]]), past_key_values=out.past_key_values)  # like HF's growing cache
+    assert grown.past_key_values.mask.shape == (1, 5)
+    np.testing.assert_allclose(grown.logits, model(np.array([[1, 2, 3, 4, 5]])).logits[:, 3:], atol=1e-5)
+    with pytest.raises(GPT2InputError, match="past_key_values"):
         model(np.array([[1]]), past_key_values=((1, 2),))
     with pytest.raises(ValueError, match="exceeds n_positions"):
         KVCache.empty(CFG, 1, capacity=17)

@@ -139,8 +139,8 @@ def test_streamer_and_scores(pair):
     assert streamed.tolist() == model.generate(ids, max_new_tokens=6).numpy().tolist()
     assert np.array(seen).T.tolist() == streamed[:, 5:].tolist()
     out = model.generate(ids, max_new_tokens=6, output_scores=True, return_dict_in_generate=True)
-    assert out.scores.shape == (2, 6, cfg["vocab_size"])
-    assert np.argmax(out.scores, -1).tolist() == out.sequences.numpy()[:, 5:].tolist()
+    assert len(out.scores) == 6 and out.scores[0].shape == (2, cfg["vocab_size"])  # one (B, V) per step, as HF
+    assert np.argmax(np.stack(out.scores, 1), -1).tolist() == out.sequences.numpy()[:, 5:].tolist()
 
 
 def test_no_retrace_within_a_bucket(pair):

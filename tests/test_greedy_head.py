@@ -7,7 +7,7 @@ import torch
 
 from helpers import CONFIGS, hf_generate
 from tfgpt2 import TFGPT2LMHeadModel
-from tfgpt2.generation import GenerationConfig, heads
+from tfgpt2.generation import DecodeConfig, heads
 from tfgpt2.generation import screen as greedy_head
 from tfgpt2.generation.heads import SCREEN_MAX_MISSES, SCREEN_MIN_TOKENS
 
@@ -149,7 +149,7 @@ def test_generate_after_changing_weights_matches_transformers(pair, change):
 
 def test_a_call_stops_screening_after_the_miss_budget(pair):
     cfg, hf, model = pair
-    head = heads.ScreenedGreedyHead(model.transformer, GenerationConfig(head="screened"))
+    head = heads.ScreenedGreedyHead(model.transformer, DecodeConfig(head="screened"))
     wte = model.transformer.wte.embeddings
     old = wte.numpy()
     hidden = tf.constant(_hidden(1, cfg["n_embd"]))
@@ -157,7 +157,8 @@ def test_a_call_stops_screening_after_the_miss_budget(pair):
                   eos_token_id=tf.constant([-1]))
 
     def greedy(misses):
-        tokens, _, after = head.choose(hidden, head.begin(params), tf.constant(misses), tf.constant(0), None, params)
+        tokens, _, after = head.choose(hidden, head.begin(params), tf.constant(misses), tf.constant(0), None, None,
+                                       params)
         assert tokens.numpy().tolist() == _reference(hidden.numpy(), wte.numpy()).tolist()
         return int(after)
 

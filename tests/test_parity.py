@@ -78,13 +78,15 @@ def test_left_padded_batch_with_attention_mask(pair):
     mask[1, :1] = 0
     ref = torch_run(hf, ids, attention_mask=mask, position_ids=_hf_positions(mask),
                     output_hidden_states=True)
-    out = model(ids, attention_mask=mask, output_hidden_states=True)  # positions from the mask
+    out = model(ids, attention_mask=mask, position_ids=_hf_positions(mask), output_hidden_states=True)
     real = mask.astype(bool)
     assert max_diff(out.logits.numpy()[real], ref.logits.numpy()[real]) <= ATOL
     assert max_diff(out.hidden_states[-1].numpy()[real], ref.hidden_states[-1].numpy()[real]) <= ATOL
     for row in range(3):  # each row equals its prompt run alone
         alone = model(ids[row:row + 1, mask[row] == 1]).logits.numpy()[0]
         assert max_diff(out.logits.numpy()[row][mask[row] == 1], alone) <= ATOL
+    plain = torch_run(hf, ids, attention_mask=mask)  # no position_ids: both count from 0, pads included
+    assert max_diff(model(ids, attention_mask=mask).logits.numpy()[real], plain.logits.numpy()[real]) <= ATOL
 
 
 def test_explicit_position_ids_and_token_type_ids(pair):

@@ -67,9 +67,13 @@ def exported(hf_checkpoints, tmp_path_factory):
     return model, ids, mask, dict(np.load(root / "out.npz"))
 
 
+def _positions(mask):
+    return np.maximum(np.cumsum(mask, 1) - 1, 0)  # the signatures count real tokens, as generate does
+
+
 def test_serving_default_logits_match_keras(exported):
     model, ids, mask, out = exported
-    ref = model(ids, attention_mask=mask).logits.numpy()
+    ref = model(ids, attention_mask=mask, position_ids=_positions(mask)).logits.numpy()
     real = mask.astype(bool)
     assert np.abs(out["logits"][real] - ref[real]).max() <= 1e-4
 
@@ -85,10 +89,11 @@ def test_generate_signature_greedy_and_sampled_tokens_identical(exported):
 
 def test_prefill_decode_signatures_match_keras(exported):
     model, ids, mask, out = exported
-    full = model(ids, attention_mask=mask).logits.numpy()
+    full = model(ids, attention_mask=mask, position_ids=_positions(mask)).logits.numpy()
     assert np.abs(out["prefill_logits"] - full[:, -1]).max() <= 1e-4
     nxt = np.argmax(out["prefill_logits"], -1)[:, None].astype("int32")
-    ref = model(np.concatenate([ids, nxt], 1), attention_mask=np.concatenate([mask, np.ones_like(nxt)], 1))
+    longer = np.concatenate([mask, np.ones_like(nxt)], 1)
+    ref = model(np.concatenate([ids, nxt], 1), attention_mask=longer, position_ids=_positions(longer))
     assert np.abs(out["decode_logits"] - ref.logits.numpy()[:, -1]).max() <= 1e-4
 
 

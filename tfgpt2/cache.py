@@ -57,6 +57,29 @@ class KVCache(NamedTuple):
         """Number of slots written so far (HF `get_seq_length`)."""
         return self.index
 
+    @classmethod
+    def from_legacy(cls, past):
+        """A cache from HF's tuple formats: per layer one `(2, B, nh, P, hs)` tensor (transformers'
+        TF GPT-2) or a `(key, value)` pair of `(B, nh, P, hs)` (PyTorch's legacy cache)."""
+        layers = []
+        for layer in past:
+            if isinstance(layer, (tuple, list)):
+                layer = tf.stack([tf.convert_to_tensor(t) for t in layer])  # (2, B, nh, P, hs)
+            layers.append(tf.convert_to_tensor(layer))
+        if not layers or layers[0].shape.rank != 5 or layers[0].shape[0] != 2:
+            raise ValueError("past_key_values must be a KVCache or, per layer, a (2, batch, n_head, past_len, "
+                             "head_dim) tensor or a (key, value) pair.")
+        batch, length = tf.shape(layers[0])[1], tf.shape(layers[0])[3]
+        return cls(tuple(layers), tf.ones((batch, length), tf.int32), tf.cast(length, tf.int32))
+
+    def grow(self, capacity):
+        """The same cache with `capacity` slots (new slots empty); eager callers outgrowing a cache."""
+        extra = capacity - int(self.mask.shape[1])
+        if extra <= 0:
+            return self
+        layers = tuple(tf.pad(kv, [[0, 0], [0, 0], [0, 0], [0, extra], [0, 0]]) for kv in self.layers)
+        return KVCache(layers, tf.pad(self.mask, [[0, 0], [0, extra]]), self.index)
+
     def to_legacy(self):
         """HF's tuple format: per layer `(key, value)`, each `(B, nh, index, hs)`."""
         return tuple((kv[0, :, :, : self.index], kv[1, :, :, : self.index]) for kv in self.layers)

@@ -12,9 +12,9 @@ ACTIVATIONS = ("gelu_new", "gelu", "gelu_pytorch_tanh", "gelu_fast", "relu", "si
 # Generic `PretrainedConfig` keys that real GPT-2 config.json files carry.
 # They are kept (round-tripped by to_dict) but do not change the model.
 _GENERIC_KEYS = frozenset("""
-architectures model_type transformers_version torch_dtype dtype n_ctx use_cache
+architectures model_type transformers_version torch_dtype dtype n_ctx
 task_specific_params tie_word_embeddings pad_token_id sep_token_id
-decoder_start_token_id return_dict output_hidden_states output_attentions
+decoder_start_token_id
 torchscript use_bfloat16 tf_legacy_loss pruned_heads chunk_size_feed_forward
 is_encoder_decoder is_decoder cross_attention_hidden_size tie_encoder_decoder
 finetuning_task problem_type tokenizer_class prefix name_or_path _name_or_path
@@ -24,7 +24,7 @@ length_penalty no_repeat_ngram_size encoder_no_repeat_ngram_size bad_words_ids
 num_return_sequences output_scores return_dict_in_generate forced_bos_token_id
 forced_eos_token_id remove_invalid_values exponential_decay_length_penalty
 suppress_tokens begin_suppress_tokens gradient_checkpointing _attn_implementation
-_attn_implementation_autoset attn_implementation id2label label2id num_labels
+_attn_implementation_autoset attn_implementation id2label label2id
 """.split())
 
 
@@ -66,6 +66,10 @@ class GPT2Config:
     eos_token_id: int = 50256
     pad_token_id: int = None
     num_labels: int = 2
+    use_cache: bool = True  # model calls return past_key_values unless told otherwise (HF default)
+    output_attentions: bool = False
+    output_hidden_states: bool = False
+    return_dict: bool = True
     extra: dict = dataclasses.field(default_factory=dict, compare=False)  # generic HF keys, kept as-is
 
     def __post_init__(self):
@@ -121,6 +125,31 @@ class GPT2Config:
         return self.n_inner if self.n_inner is not None else 4 * self.n_embd
 
     @property
+    def id2label(self):
+        labels = self.extra.get("id2label") or {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        return {int(k): v for k, v in labels.items()}
+
+    @id2label.setter
+    def id2label(self, labels):
+        labels = {int(k): v for k, v in labels.items()}
+        object.__setattr__(self, "num_labels", len(labels))
+        self.extra["id2label"], self.extra["label2id"] = labels, {v: k for k, v in labels.items()}
+
+    @property
+    def label2id(self):
+        return {v: k for k, v in self.id2label.items()}
+
+    @label2id.setter
+    def label2id(self, labels):
+        self.id2label = {int(v): k for k, v in labels.items()}
+
+    def __setattr__(self, name, value):
+        if name == "num_labels" and "extra" in self.__dict__ and self.num_labels != value:  # HF: labels renamed LABEL_i
+            self.extra.pop("id2label", None)
+            self.extra.pop("label2id", None)
+        object.__setattr__(self, name, value)
+
+    @property
     def hidden_size(self):  # HF attribute_map alias
         return self.n_embd
 
@@ -165,6 +194,8 @@ class GPT2Config:
         out.setdefault("model_type", "gpt2")
         out.setdefault("architectures", ["GPT2LMHeadModel"])
         out["n_ctx"] = self.n_positions
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["label2id"] = self.label2id
         return out
 
     def to_json(self, path=None):

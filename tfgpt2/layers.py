@@ -136,12 +136,14 @@ class Attention(keras.layers.Layer):
             return tf.reshape(y, (batch, 1, self.config.n_embd))  # (B, 1, C)
         return tf.reshape(tf.transpose(y, (0, 2, 1, 3)), (batch, length, self.config.n_embd))  # (B, T, C)
 
-    def call(self, x, bias, layer_cache=None, index=None, training=False, attend=None, merged=False):
+    def call(self, x, bias, layer_cache=None, index=None, training=False, attend=None, merged=False,
+             head_mask=None):
         """x (B, T, C); bias (B, 1, T, S) additive; layer_cache (2, B, nh, S, hs) or None (S = T).
 
         `attend(q, k, v) -> (y (B, nh, T, hs), layer_cache, probs)` replaces the attention over the
         cache (the LiteRT decode graph attends over caller-owned tensors); q arrives scaled, float32.
-        `merged`: c_proj as one product (see Conv1D.call). Returns (y (B, T, C), layer_cache, probs).
+        `merged`: c_proj as one product (see Conv1D.call). `head_mask` (1, nh, 1, 1) scales each head's
+        attention probabilities (HF's head_mask; 0 silences a head). Returns (y (B, T, C), layer_cache, probs).
         """
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = self.c_attn(x, split=True)  # 3 x (B, T, C)
@@ -149,14 +151,14 @@ class Attention(keras.layers.Layer):
         # Scores in float32: exact under mixed precision and with reorder_and_upcast_attn.
         q32 = tf.cast(q, tf.float32) * self.scale  # (B, nh, T, hs)
         if attend is None:
-            y, layer_cache, probs = self.attend_cache(q32, k, v, bias, layer_cache, index, training)
+            y, layer_cache, probs = self.attend_cache(q32, k, v, bias, layer_cache, index, training, head_mask)
         else:
             y, layer_cache, probs = attend(q32, k, v)
         y = self._merge_heads(y, batch, length)  # (B, T, C)
         y = self.resid_dropout(self.c_proj(y, merged=merged), training=training)  # (B, T, C)
         return y, layer_cache, probs
 
-    def attend_cache(self, q32, k, v, bias, layer_cache, index, training):
+    def attend_cache(self, q32, k, v, bias, layer_cache, index, training, head_mask=None):
         """Softmax attention of q (B, nh, T, hs) over k, v, or over the cache after writing them."""
         if layer_cache is not None:
             layer_cache = kv_cache.write(layer_cache, k, v, index)  # (2, B, nh, S, hs)
@@ -165,6 +167,8 @@ class Attention(keras.layers.Layer):
         scores = scores + tf.cast(bias, tf.float32)  # (B, nh, T, S)
         probs = tf.nn.softmax(scores, axis=-1)  # (B, nh, T, S)
         probs = self.attn_dropout(probs, training=training)
+        if head_mask is not None:
+            probs = probs * tf.cast(head_mask, probs.dtype)  # (B, nh, T, S)
         y = tf.matmul(tf.cast(probs, v.dtype), v)  # (B, nh, T, hs)
         return y, layer_cache, probs
 
@@ -206,10 +210,11 @@ class Block(keras.layers.Layer):
             layer.build(input_shape)
         self.built = True
 
-    def call(self, x, bias, layer_cache=None, index=None, training=False, attend=None, merged=False):
-        """See Attention.call for `attend` and `merged`; returns (x, layer_cache, probs)."""
+    def call(self, x, bias, layer_cache=None, index=None, training=False, attend=None, merged=False,
+             head_mask=None):
+        """See Attention.call for `attend`, `merged` and `head_mask`; returns (x, layer_cache, probs)."""
         a, layer_cache, probs = self.attn(self.ln_1(x), bias, layer_cache=layer_cache, index=index,
-                                          training=training, attend=attend, merged=merged)
+                                          training=training, attend=attend, merged=merged, head_mask=head_mask)
         x = x + a  # (B, T, C)
         x = x + self.mlp(self.ln_2(x), training=training, merged=merged)  # (B, T, C)
         return x, layer_cache, probs

@@ -38,10 +38,29 @@ class TFGPT2MainLayer(keras.layers.Layer):
         self.ln_f.build(hidden)
         self.built = True
 
-    def embed(self, input_ids, position_ids, token_type_ids=None, lookup=None):
-        """Token + position embeddings (B, T, C); `lookup(ids)` replaces the wte lookup (int4 export)."""
+    def set_token_embeddings(self, table):
+        """Replaces the wte table (V, C) — a new vocabulary size included; the tied head follows."""
+        table = np.asarray(table)
+        if table.ndim != 2 or table.shape[1] != self.config.n_embd:
+            raise GPT2InputError(f"input embeddings must have shape (vocab, {self.config.n_embd}), got {table.shape}.")
+        old = self.wte.embeddings
+        self.wte._tracker.unlock()  # Keras locks a built layer's state; this swap is deliberate
+        self.wte._untrack_variable(old)
+        new = self.wte.add_weight(shape=table.shape, initializer="zeros", dtype=old.dtype, name="embeddings")
+        new.assign(table.astype(old.dtype))
+        self.wte._embeddings = new
+        self.wte._tracker.lock()
+        self.wte.input_dim = int(table.shape[0])
+        self.config.vocab_size = int(table.shape[0])
+
+    def embed(self, input_ids, position_ids, token_type_ids=None, lookup=None, inputs_embeds=None):
+        """Token + position (+ token type) embeddings (B, T, C).
+
+        `inputs_embeds` replaces the token lookup; `lookup(ids)` replaces the wte lookup (int4 export).
+        """
         lookup = lookup or self.wte
-        x = lookup(input_ids) + self.wpe(position_ids)  # (B, T, C)
+        tokens = lookup(input_ids) if inputs_embeds is None else tf.cast(inputs_embeds, self.compute_dtype)
+        x = tokens + self.wpe(position_ids)  # (B, T, C)
         if token_type_ids is not None:
             x = x + lookup(token_type_ids)  # HF reuses wte for token types
         return x
@@ -51,38 +70,40 @@ class TFGPT2MainLayer(keras.layers.Layer):
         wte = tf.cast(self.wte.embeddings, hidden.dtype)
         return tf.cast(tf.matmul(hidden, wte, transpose_b=True), tf.float32)  # (..., V)
 
-    def call(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None,
-             past_key_values=None, use_cache=False, output_hidden_states=False,
-             output_attentions=False, training=False, lookup=None, merged_projections=False):
-        """`lookup` and `merged_projections` shape exported graphs (see embed and Conv1D.call)."""
-        input_ids = tf.cast(input_ids, tf.int32)
-        batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
+    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+             position_ids=None, head_mask=None, inputs_embeds=None, use_cache=False, output_attentions=False,
+             output_hidden_states=False, training=False, lookup=None, merged_projections=False):
+        """HF semantics: positions default to `past_len + arange(T)`; `attention_mask` covers the new
+        tokens or past + new; no mask attends to every token. `lookup` and `merged_projections` shape
+        exported graphs (see embed and Conv1D.call).
+        """
+        if inputs_embeds is not None:
+            batch, length = tf.shape(inputs_embeds)[0], tf.shape(inputs_embeds)[1]
+        else:
+            input_ids = tf.cast(input_ids, tf.int32)
+            batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         past = past_key_values
+        if past is not None and not isinstance(past, KVCache):
+            past = KVCache.from_legacy(past)
         if use_cache and past is None:
-            past = KVCache.empty(self.config, batch, self.config.n_positions, self.compute_dtype)
-        if attention_mask is None:
-            new_mask = tf.ones_like(input_ids)  # (B, T)
-        else:
-            new_mask = tf.cast(tf.cast(attention_mask, tf.float32) > 0, tf.int32)[:, -length:]  # (B, T)
-        if past is None:
-            index, key_mask = 0, new_mask
-            default_positions = tf.maximum(tf.cumsum(new_mask, axis=1) - 1, 0)  # (B, T)
-        else:
-            index = tf.cast(past.index, tf.int32)
-            key_mask = ops.slice_update(past.mask, (0, index), new_mask)  # (B, S)
-            default_positions = kv_cache.new_positions(past.mask, new_mask)  # (B, T)
+            past = KVCache.empty(self.config, batch, length, self.compute_dtype, check=False)
+        if past is not None and tf.executing_eagerly():
+            past = past.grow(int(past.index) + int(length))  # HF caches grow; a static one has room already
+        index = 0 if past is None else tf.cast(past.index, tf.int32)
+        key_mask = _key_mask(past, attention_mask, batch, length, index)  # (B, S)
         if position_ids is None:
-            position_ids = default_positions
+            position_ids = tf.tile(index + tf.range(length)[None], [batch, 1])  # (B, T)
         bias = kv_cache.attention_bias(key_mask, index, length)  # (B, 1, T, S)
+        head_mask = self._head_masks(head_mask)
 
-        x = self.drop(self.embed(input_ids, position_ids, token_type_ids, lookup), training=training)
+        x = self.drop(self.embed(input_ids, position_ids, token_type_ids, lookup, inputs_embeds), training=training)
         hidden_states, attentions, new_layers = [], [], []
         for i, block in enumerate(self.h):
             if output_hidden_states:
                 hidden_states.append(x)
             layer_cache = None if past is None else past.layers[i]
             x, layer_cache, probs = block(x, bias, layer_cache=layer_cache, index=index, training=training,
-                                          merged=merged_projections)
+                                          merged=merged_projections, head_mask=head_mask[i])
             new_layers.append(layer_cache)
             if output_attentions:
                 attentions.append(probs)
@@ -94,6 +115,36 @@ class TFGPT2MainLayer(keras.layers.Layer):
             new_cache = KVCache(tuple(new_layers), key_mask, index + length)
         return (x, new_cache, tuple(hidden_states) if output_hidden_states else None,
                 tuple(attentions) if output_attentions else None)
+
+    def _head_masks(self, head_mask):
+        """HF's head_mask, (n_head,) for every layer or (n_layer, n_head) -> per layer (1, nh, 1, 1) or None."""
+        cfg = self.config
+        if head_mask is None:
+            return [None] * cfg.n_layer
+        mask = tf.cast(head_mask, tf.float32)
+        if mask.shape.rank == 1:
+            mask = tf.tile(mask[None], [cfg.n_layer, 1])
+        if mask.shape.rank != 2 or mask.shape[0] != cfg.n_layer or mask.shape[1] != cfg.n_head:
+            raise GPT2InputError(f"head_mask must have shape ({cfg.n_head},) or ({cfg.n_layer}, {cfg.n_head}), "
+                                 f"got {tuple(head_mask.shape)}.")
+        return [mask[i][None, :, None, None] for i in range(cfg.n_layer)]
+
+
+def _key_mask(past, attention_mask, batch, length, index):
+    """(B, S) int32: 1 where a key slot may be attended (causality is added by attention_bias)."""
+    if past is None:
+        if attention_mask is None:
+            return tf.ones((batch, length), tf.int32)
+        return tf.cast(tf.cast(attention_mask, tf.float32) > 0, tf.int32)  # (B, T)
+    if attention_mask is None:
+        return tf.ones_like(past.mask)  # HF: no mask attends to every cached token
+    mask = tf.cast(tf.cast(attention_mask, tf.float32) > 0, tf.int32)  # (B, T) new tokens, or (B, P + T)
+    new_only = lambda: ops.slice_update(past.mask, (0, index), mask[:, -length:])  # noqa: E731
+    full = lambda: ops.slice_update(tf.zeros_like(past.mask), (0, 0), mask)  # noqa: E731
+    static_length = tf.get_static_value(length)
+    if mask.shape[1] is not None and static_length is not None:
+        return new_only() if mask.shape[1] == static_length else full()
+    return tf.cond(tf.shape(mask)[1] == length, new_only, full)
 
 
 # ---------------------------------------------------------------- input checks
@@ -119,6 +170,21 @@ def _concrete(x):
     return None
 
 
+def _legacy_past_length(past, config):
+    """The past length of HF's per-layer tuple cache, or None if `past` is not one."""
+    if not isinstance(past, (tuple, list)) or len(past) != config.n_layer:
+        return None
+    first = past[0]
+    if isinstance(first, (tuple, list)) and len(first) == 2:
+        first, rank = first[0], 4
+    else:
+        rank = 5
+    shape = getattr(first, "shape", None)
+    if shape is None or len(shape) != rank or shape[-1] != config.head_dim or shape[-3] != config.n_head:
+        return None
+    return int(shape[-2]) if shape[-2] is not None else 0
+
+
 def check_inputs(config, input_ids, attention_mask=None, past_key_values=None, rank=2, name="input_ids"):
     """Validates ids and mask before any graph runs; returns `input_ids` as int32 tensor."""
     if input_ids is None:
@@ -140,15 +206,14 @@ def check_inputs(config, input_ids, attention_mask=None, past_key_values=None, r
     length = shape[-1]
     past_len = 0
     if past_key_values is not None:
-        if not isinstance(past_key_values, KVCache):
-            raise GPT2InputError("past_key_values must be the KVCache returned by a previous call "
-                                 "(out.past_key_values) or KVCache.empty(config, batch, capacity).")
-        index = _concrete(past_key_values.index)
-        past_len = int(index) if index is not None else 0
-        capacity = past_key_values.mask.shape[1]
-        if index is not None and capacity is not None and past_len + (length or 0) > capacity:
-            raise GPT2InputError(f"the KV cache holds {capacity} slots, {past_len} used: no room for "
-                                 f"{length} more tokens; allocate a larger KVCache.empty(..., capacity=).")
+        if isinstance(past_key_values, KVCache):
+            index = _concrete(past_key_values.index)
+            past_len = int(index) if index is not None else 0
+        elif _legacy_past_length(past_key_values, config) is not None:
+            past_len = _legacy_past_length(past_key_values, config)
+        else:
+            raise GPT2InputError("past_key_values must be the cache a previous call returned (out.past_key_values), "
+                                 f"KVCache.empty(config, batch, capacity), or HF's per-layer tuple ({config.n_layer}).")
     if length is not None and past_len + length > config.n_positions:
         raise GPT2InputError(f"sequence of {past_len + length} tokens is longer than n_positions="
                              f"{config.n_positions}; truncate the input (tokenizer truncation=True).")

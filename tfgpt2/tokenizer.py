@@ -104,16 +104,17 @@ class GPT2Tokenizer:
     """
 
     def __init__(self, vocab_file=None, merges_file=None, tokenizer_file=None, add_prefix_space=False,
-                 padding_side="right", pad_token=None, model_max_length=1024, errors="replace"):
+                 padding_side="right", pad_token=None, model_max_length=1024, errors="replace",
+                 truncation_side="right", eos_token=EOT, bos_token=EOT, unk_token=EOT):
         if tokenizer_file is None and vocab_file is None:
             vocab_file, merges_file = os.path.join(ASSETS, "vocab.json"), os.path.join(ASSETS, "merges.txt")
         self.vocab_file, self.merges_file, self.tokenizer_file = vocab_file, merges_file, tokenizer_file
         self.add_prefix_space = add_prefix_space
-        self.padding_side = padding_side
+        self.padding_side, self.truncation_side = padding_side, truncation_side
         self.model_max_length = model_max_length
         self.errors = errors
         self._engine, self.vocab = self._load_engine()
-        self.eos_token = self.bos_token = self.unk_token = EOT
+        self.eos_token, self.bos_token, self.unk_token = eos_token, bos_token, unk_token
         self.pad_token = pad_token
 
     def _load_engine(self):
@@ -151,17 +152,46 @@ class GPT2Tokenizer:
 
     @property
     def eos_token_id(self):
-        return self.vocab.get(EOT)
+        return self.vocab.get(self.eos_token)
 
-    bos_token_id = eos_token_id
+    @property
+    def bos_token_id(self):
+        return self.vocab.get(self.bos_token)
+
+    @property
+    def unk_token_id(self):
+        return self.vocab.get(self.unk_token)
 
     @property
     def pad_token_id(self):
-        """Padding id: the pad token if set, else `<|endoftext|>` (GPT-2 has no pad token)."""
+        """Padding id: the pad token if set, else the eos token (GPT-2 has no pad token)."""
         return self.vocab[self.pad_token] if self.pad_token is not None else self.eos_token_id
+
+    @pad_token_id.setter
+    def pad_token_id(self, value):
+        self.pad_token = None if value is None else self.convert_ids_to_tokens(int(value))
+
+    @property
+    def all_special_tokens(self):
+        return sorted({t for t in (self.eos_token, self.bos_token, self.unk_token, self.pad_token) if t in self.vocab})
+
+    @property
+    def all_special_ids(self):
+        return [self.vocab[t] for t in self.all_special_tokens]
+
+    def get_vocab(self):
+        return dict(self.vocab)
 
     def convert_tokens_to_ids(self, tokens):
         return self.vocab[tokens] if isinstance(tokens, str) else [self.vocab[t] for t in tokens]
+
+    def convert_ids_to_tokens(self, ids):
+        """Byte-level token strings (as in vocab.json) of an id or a list of ids."""
+        if not hasattr(self, "_id_to_token"):
+            self._id_to_token = {i: t for t, i in self.vocab.items()}
+        if isinstance(ids, (int, np.integer)):
+            return self._id_to_token[int(ids)]
+        return [self._id_to_token[int(i)] for i in ids]
 
     # ------------------------------------------------------------ encode / decode
     def encode_batch(self, texts, add_prefix_space=None, allowed_special=True):
@@ -183,23 +213,29 @@ class GPT2Tokenizer:
         """Text of `ids`; invalid/partial UTF-8 is replaced (errors='replace') unless told otherwise."""
         ids = np.asarray(ids).reshape(-1).tolist()
         if skip_special_tokens:
-            ids = [i for i in ids if i != self.eos_token_id]
+            special = set(self.all_special_ids)
+            ids = [i for i in ids if i not in special]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise GPT2InputError(f"cannot decode id {bad[0]}: ids must be in [0, {self.vocab_size}).")
         return self._engine.token_bytes(ids).decode("utf-8", errors or self.errors)
 
-    def batch_decode(self, sequences, skip_special_tokens=False):
-        return [self.decode(s, skip_special_tokens) for s in sequences]
+    def batch_decode(self, sequences, skip_special_tokens=False, **kwargs):
+        return [self.decode(s, skip_special_tokens, **kwargs) for s in np.asarray(sequences).tolist()]
 
     def __call__(self, text, padding=False, truncation=False, max_length=None, padding_side=None,
                  return_tensors=None, return_attention_mask=True, add_prefix_space=None,
-                 allowed_special=True):
-        """HF-style batch encoding: dict with input_ids (+ attention_mask), padded/truncated."""
+                 allowed_special=True, add_special_tokens=True, truncation_side=None):
+        """HF-style batch encoding: dict with input_ids (+ attention_mask), padded/truncated.
+
+        GPT-2 adds no special tokens, so `add_special_tokens` changes nothing (accepted as in HF)."""
         single = isinstance(text, str)
         ids = self.encode_batch([text] if single else list(text), add_prefix_space, allowed_special)
-        if truncation:
-            ids = [row[: self._max_len(max_length)] for row in ids]
+        if truncation not in (False, None, "do_not_truncate"):
+            keep, cut = self._max_len(max_length), truncation_side or self.truncation_side
+            if cut not in ("left", "right"):
+                raise GPT2InputError(f"truncation_side must be 'left' or 'right', got {cut!r}.")
+            ids = [row[-keep:] if cut == "left" else row[:keep] for row in ids]
         side = padding_side or self.padding_side
         if side not in ("left", "right"):
             raise GPT2InputError(f"padding_side must be 'left' or 'right', got {side!r}.")
@@ -230,8 +266,10 @@ class GPT2Tokenizer:
     # ------------------------------------------------------------ files
     @classmethod
     def from_pretrained(cls, directory, **kwargs):
-        """Reads vocab.json + merges.txt, or tokenizer.json, from an HF model directory."""
+        """Reads vocab.json + merges.txt, or tokenizer.json, from an HF model directory, with the settings of
+        its tokenizer_config.json (pad token, padding/truncation side, model_max_length); kwargs win."""
         files = {n: os.path.join(directory, n) for n in ("vocab.json", "merges.txt", "tokenizer.json")}
+        kwargs = {**_saved_settings(directory), **kwargs}
         if os.path.exists(files["vocab.json"]) and os.path.exists(files["merges.txt"]):
             return cls(files["vocab.json"], files["merges.txt"], **kwargs)
         if os.path.exists(files["tokenizer.json"]):
@@ -246,9 +284,27 @@ class GPT2Tokenizer:
             shutil.copyfile(src, os.path.join(directory, os.path.basename(src)))
         with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
             json.dump({"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": self.add_prefix_space,
-                       "model_max_length": self.model_max_length, "bos_token": EOT, "eos_token": EOT,
-                       "unk_token": EOT, "pad_token": self.pad_token}, f, indent=2)
+                       "model_max_length": self.model_max_length, "bos_token": self.bos_token,
+                       "eos_token": self.eos_token, "unk_token": self.unk_token, "pad_token": self.pad_token,
+                       "padding_side": self.padding_side, "truncation_side": self.truncation_side}, f, indent=2)
         return sources
+
+
+_SETTINGS = ("add_prefix_space", "padding_side", "truncation_side", "model_max_length", "pad_token", "eos_token",
+             "bos_token", "unk_token", "errors")
+
+
+def _saved_settings(directory):
+    """The GPT2Tokenizer arguments a tokenizer_config.json (and special_tokens_map.json) holds."""
+    values = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            values.update(_read_json(path))
+    out = {k: (v.get("content") if isinstance(v, dict) else v) for k, v in values.items() if k in _SETTINGS}
+    if not isinstance(out.get("model_max_length"), int) or out["model_max_length"] > 10 ** 9:
+        out.pop("model_max_length", None)  # HF writes a huge sentinel for "no limit"
+    return out
 
 
 def _as_tensors(out, return_tensors, single):

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfgpt2.config import GPT2Config
 from tfgpt2.errors import CheckpointError, CheckpointNotFoundError
+from tfgpt2.generation.generation_config import GenerationConfig
 from tfgpt2.hub import WEIGHT_FILES, resolve
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,8 @@ def from_pretrained(cls, name_or_path, config=None, **config_overrides):
         config = GPT2Config.from_dict({**config.to_dict(), **config_overrides})
     model = cls(config)
     load_state_dict(model, read_checkpoint(directory), source=directory)
+    if os.path.isfile(os.path.join(directory, "generation_config.json")):
+        model.generation_config = GenerationConfig.from_pretrained(directory)
     return model
 
 
@@ -207,5 +210,10 @@ def save_pretrained(model, directory):
         with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
             json.dump(values, f, indent=2, sort_keys=True)
         save_file(state_dict(model), os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
-        for name in ("config.json", "model.safetensors"):
+        names = ["config.json", "model.safetensors"]
+        if model.can_generate():
+            generation = model.generation_config or GenerationConfig.from_model_config(model.config)
+            generation.save_pretrained(tmp)
+            names.append("generation_config.json")
+        for name in names:
             os.replace(os.path.join(tmp, name), os.path.join(directory, name))

@@ -17,7 +17,7 @@ import os
 import tensorflow as tf
 
 from tfgpt2.cache import KVCache
-from tfgpt2.generation import Decoder, GenerationConfig
+from tfgpt2.generation import DecodeConfig, Decoder
 
 IDS = tf.TensorSpec([None, None], tf.int32, "input_ids")
 MASK = tf.TensorSpec([None, None], tf.int32, "attention_mask")
@@ -56,7 +56,10 @@ class GPT2Serving(tf.Module):
     # ------------------------------------------------------------ signatures
     def _logits(self, input_ids, attention_mask):
         with tf.control_dependencies(self._check(input_ids)):
-            return {"logits": self.model(input_ids, attention_mask=attention_mask).logits}
+            mask = tf.cast(attention_mask > 0, tf.int32)
+            positions = tf.maximum(tf.cumsum(mask, axis=1) - 1, 0)  # left padding is inert, as in generate
+            out = self.model(input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+            return {"logits": out.logits}
 
     def _generate(self, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
                   repetition_penalty, seed, eos_token_id):
@@ -73,7 +76,7 @@ class GPT2Serving(tf.Module):
                           eos_token_id=tf.reshape(eos_token_id, [1]), pad_token_id=tf.maximum(eos_token_id, 0),
                           temperature=temperature, top_k=top_k, top_p=top_p,
                           repetition_penalty=repetition_penalty, seed=seed)
-            config = GenerationConfig(dynamic=True, num_steps=self.cap, head="fp32")
+            config = DecodeConfig(dynamic=True, num_steps=self.cap, head="fp32")
             tokens, lengths, _ = self.decoder.run_loop(config, input_ids, attention_mask, params)
         return {"sequences": tokens[:, :max_new_tokens], "num_generated": lengths}
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfgpt2.cache import MASKED as NEG
-from tfgpt2.generation import sampling
+from tfgpt2.generation import bans, sampling
 
 
 def _gather(x, idx):
@@ -17,11 +17,12 @@ def _gather(x, idx):
     return tf.gather(x, idx, axis=1, batch_dims=1)
 
 
-def beam_search(decoder, logits, cache, seen, params, config):
-    """logits (B*K, V) after prefill of K copies of each prompt; returns tokens (B, N), lengths (B,).
+def beam_search(decoder, logits, cache, seen, params, config, prompt):
+    """logits (B*K, V) after prefill of K copies of each prompt (B*K, P); returns the best
+    `R = config.num_return_sequences` beams of each row, best first: tokens (B*R, N), lengths (B*R,).
 
-    params: the loop's runtime tensors; config: its GenerationConfig (num_beams, num_steps,
-    length_penalty, early_stopping, use_penalty).
+    params: the loop's runtime tensors; config: its DecodeConfig (num_beams, num_steps,
+    length_penalty, early_stopping, use_penalty, the bans).
     """
     eos, max_new, min_new = params["eos_token_id"], params["max_new_tokens"], params["min_new_tokens"]
     penalty, num_steps, length_penalty = params["repetition_penalty"], config.num_steps, config.length_penalty
@@ -42,6 +43,9 @@ def beam_search(decoder, logits, cache, seen, params, config):
         if use_penalty:
             log_probs = sampling.repetition_penalty(log_probs, seen, penalty)
         log_probs = sampling.block_eos_before(log_probs, i, min_new, eos)
+        if config.uses_history:
+            history = tf.concat([prompt, tf.reshape(s["running"], [bk, num_steps])], 1)  # (B*K, P + N)
+            log_probs = bans.apply(log_probs, history, prompt.shape[1] + i, params, config)
         acc = tf.reshape(log_probs, [b, k, vocab]) + s["running_scores"][:, :, None]
         topk_lp, topk_idx = tf.math.top_k(tf.reshape(acc, [b, k * vocab]), k=k2)  # (B, K2)
         src, tok = topk_idx // vocab, topk_idx % vocab  # (B, K2)
@@ -86,4 +90,5 @@ def beam_search(decoder, logits, cache, seen, params, config):
     _, _, _, _, s = tf.while_loop(
         lambda i, logits, cache, seen, s: tf.logical_and(i < max_new, s["go"]),
         body, (tf.constant(0), logits, cache, seen, state), maximum_iterations=num_steps)
-    return s["finished"][:, 0], s["finished_len"][:, 0]  # (B, N), (B,)
+    r = config.num_return_sequences
+    return tf.reshape(s["finished"][:, :r], [b * r, num_steps]), tf.reshape(s["finished_len"][:, :r], [-1])

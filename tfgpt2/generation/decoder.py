@@ -10,12 +10,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfgpt2 import cache as kv_cache
 from tfgpt2.cache import KVCache
 from tfgpt2.generation import beam, heads, sampling
 
 
 class Decoder:
-    """Prefill / step over a model's transformer, with compiled loops cached per GenerationConfig.
+    """Prefill / step over a model's transformer, with compiled loops cached per DecodeConfig.
 
     Exported graphs choose how the weights are read: `table` (an object with `lookup(ids)` and
     `logits(hidden)`, e.g. export/int4.Int8Table) replaces the wte embedding and the tied head, and
@@ -34,23 +35,25 @@ class Decoder:
 
     def prefill(self, ids, mask, cache, head=None):
         """(carried, cache): fp32 logits (B, V) of the last position, or what `head` projects."""
-        hidden, cache, _, _ = self.transformer(ids, attention_mask=mask, past_key_values=cache, lookup=self.lookup,
-                                               merged_projections=self.merged_projections)
-        return self._project(hidden, head), cache
+        return self._forward(ids, mask, cache, head)
 
     def step(self, tokens, cache, head=None):
         """One new token per row (B,) through the transformer into the cache."""
-        ids = tokens[:, None]  # (B, 1)
-        hidden, cache, _, _ = self.transformer(ids, attention_mask=tf.ones_like(ids), past_key_values=cache,
+        ids = tf.minimum(tokens, self.cfg.vocab_size - 1)[:, None]  # (B, 1); a finished row's pad may be any id
+        return self._forward(ids, tf.ones_like(ids), cache, head)
+
+    def _forward(self, ids, mask, cache, head):
+        """Positions count the real tokens before each one (HF generate's rule), so left padding is inert."""
+        positions = kv_cache.new_positions(cache.mask, mask)  # (B, T)
+        hidden, cache, _, _ = self.transformer(ids, attention_mask=mask, past_key_values=cache, position_ids=positions,
                                                lookup=self.lookup, merged_projections=self.merged_projections)
-        return self._project(hidden, head), cache
+        return (self.lm_logits(hidden[:, -1]) if head is None else head.project(hidden)), cache
 
-    def _project(self, hidden, head):
-        return self.lm_logits(hidden[:, -1]) if head is None else head.project(hidden)
+    def pick(self, head, context, carried, seen, history, done, misses, i, params):
+        """The tokens of step `i`: (tokens (B,), processed logits or None, seen, done, misses).
 
-    def pick(self, head, context, carried, seen, done, misses, i, params):
-        """The tokens of step `i`: (tokens (B,), processed logits or None, seen, done, misses)."""
-        tokens, processed, misses = head.choose(carried, context, misses, i, seen, params)
+        history: (B, P + num_steps) prompt then tokens so far, or None (see heads.py)."""
+        tokens, processed, misses = head.choose(carried, context, misses, i, seen, history, params)
         tokens = tf.where(done, params["pad_token_id"], tokens)  # (B,)
         done = tf.logical_or(done, is_stop(tokens, params["eos_token_id"]))
         if head.config.use_penalty:
@@ -85,13 +88,15 @@ class Decoder:
         carried, cache = self.prefill(ids, mask, cache, head)
         seen = self.initial_seen(ids, mask, config)
         if config.num_beams > 1:
-            tokens, lengths = beam.beam_search(self, carried, cache, seen, params, config)
+            tokens, lengths = beam.beam_search(self, carried, cache, seen, params, config, ids)
             return tokens, lengths, tf.zeros([0])
         tokens = tf.fill([batch, num_steps], params["pad_token_id"])
         scores = tf.zeros([batch, num_steps if config.output_scores else 0, self.cfg.vocab_size])
 
         def body(i, carried, cache, seen, tokens, done, scores, misses):
-            nxt, processed, seen, done, misses = self.pick(head, context, carried, seen, done, misses, i, params)
+            history = tf.concat([ids, tokens], 1) if config.uses_history else None  # (B, P + N)
+            nxt, processed, seen, done, misses = self.pick(head, context, carried, seen, history, done, misses, i,
+                                                           params)
             tokens = ops.slice_update(tokens, (0, i), nxt[:, None])  # (B, N): column i
             if config.output_scores:
                 scores = ops.slice_update(scores, (0, i, 0), processed[:, None])  # (B, N, V)
@@ -117,8 +122,12 @@ class Decoder:
         seen = self.initial_seen(ids, mask, config)
         done, misses = tf.zeros([ids.shape[0]], tf.bool), tf.constant(0)
         tokens, scores = [], []
+        history = np.concatenate([ids, np.full((ids.shape[0], config.num_steps), config.pad, np.int32)], 1)
         for i in range(config.max_new_tokens):
-            nxt, processed, seen, done, misses = pick(context, carried, seen, done, misses, tf.constant(i), params)
+            nxt, processed, seen, done, misses = pick(context, carried, seen, tf.constant(history) if
+                                                      config.uses_history else None, done, misses, tf.constant(i),
+                                                      params)
+            history[:, ids.shape[1] + i] = nxt.numpy()
             tokens.append(nxt.numpy())
             if config.output_scores:
                 scores.append(processed.numpy())

@@ -3,7 +3,8 @@
 A head turns the transformer's last hidden states into the next tokens:
 - `begin(params)`: per-call constants (built once, before the loop) -> context;
 - `project(hidden (B, T, C))`: what the loop carries from one step to the next;
-- `choose(carried, context, misses, i, seen, params) -> (tokens (B,), processed logits or None, misses)`.
+- `choose(carried, context, misses, i, seen, history, params) -> (tokens (B,), processed logits or None, misses)`;
+  `history` (B, L) is the token history for the n-gram / bad-word bans (None when no ban is on).
 
 `Fp32Head` computes the fp32 logits and hands them to the samplers (every decoding mode).
 `ScreenedGreedyHead` decides plain greedy steps through an int8 copy of the tied embedding
@@ -12,7 +13,7 @@ A head turns the transformer's last hidden states into the next tokens:
 
 import tensorflow as tf
 
-from tfgpt2.generation import sampling, screen
+from tfgpt2.generation import bans, sampling, screen
 
 SCREEN_MIN_TOKENS = 8  # fewer new tokens: building the int8 copy costs more than the screen saves
 SCREEN_MAX_BATCH = 4  # the screen reads its int8 head once per row; at larger batches that stops paying
@@ -31,8 +32,10 @@ class Fp32Head:
     def project(self, hidden):
         return self.transformer.lm_logits(hidden[:, -1])  # (B, V)
 
-    def choose(self, logits, context, misses, i, seen, params):
+    def choose(self, logits, context, misses, i, seen, history, params):
         logits = sampling.block_eos_before(logits, i, params["min_new_tokens"], params["eos_token_id"])
+        if self.config.uses_history:
+            logits = bans.apply(logits, history, history.shape[1] - self.config.num_steps + i, params, self.config)
         tokens, processed = sampling.select(logits, seen, i, params, self.config)
         return tokens, processed, misses
 
@@ -57,7 +60,7 @@ class ScreenedGreedyHead:
     def project(self, hidden):
         return hidden[:, -1]  # (B, C)
 
-    def choose(self, hidden, context, misses, i, seen, params):
+    def choose(self, hidden, context, misses, i, seen, history, params):
         """`misses` counts the steps the screen couldn't decide (it then read the fp32 head too);
         after SCREEN_MAX_MISSES of them the call stops screening, so weights whose logits the int8
         bound can't separate cost at most that many wasted screens."""

@@ -30,6 +30,19 @@ def top_k_top_p(logits, top_k, top_p, use_top_k, use_top_p):
     return logits
 
 
+def typical(logits, mass):
+    """HF TypicalLogitsWarper: keep the tokens whose surprisal is closest to the entropy, up to `mass`."""
+    log_p = tf.nn.log_softmax(logits, axis=-1)  # (B, V)
+    entropy = -tf.reduce_sum(log_p * tf.exp(log_p), -1, keepdims=True)  # (B, 1)
+    shifted = tf.abs(-log_p - entropy)  # (B, V)
+    order = tf.argsort(shifted, axis=-1, stable=True)  # ascending
+    sorted_shifted = tf.gather(shifted, order, batch_dims=1)
+    cumulative = tf.cumsum(tf.nn.softmax(tf.gather(logits, order, batch_dims=1), -1), -1)
+    last = tf.minimum(tf.reduce_sum(tf.cast(cumulative < mass, tf.int32), 1), tf.shape(logits)[-1] - 1)  # (B,)
+    cutoff = tf.gather(sorted_shifted, last[:, None], batch_dims=1)  # (B, 1)
+    return tf.where(shifted > cutoff, MASKED, logits)  # the most typical token always stays
+
+
 def _mix(x):
     """murmur3's 32-bit finaliser: a bijective avalanche over uint32."""
     x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16)) * tf.constant(0x85EBCA6B, tf.uint32)
@@ -63,7 +76,7 @@ def select(logits, seen, step, params, config):
     """Next token ids (B,) and the processed logits from last-position logits (B, V).
 
     params: the runtime tensors (temperature, top_k, top_p, repetition_penalty, seed);
-    config: the GenerationConfig whose static choices pick the processors. With `config.dynamic`
+    config: the DecodeConfig whose static choices pick the processors. With `config.dynamic`
     every choice is made from the tensors instead (one graph for all settings).
     """
     logits = tf.cast(logits, tf.float32)
@@ -81,6 +94,8 @@ def select(logits, seen, step, params, config):
     logits = logits / params["temperature"]
     if config.use_top_k or config.use_top_p:
         logits = top_k_top_p(logits, params["top_k"], params["top_p"], config.use_top_k, config.use_top_p)
+    if config.use_typical:
+        logits = typical(logits, params["typical_p"])
     return sample(logits, params["seed"], step), logits
 
 

@@ -1,17 +1,19 @@
-"""GenerationConfig: how to decode, with HF `generate` argument names; frozen, and the trace key.
+"""DecodeConfig: how to decode, with HF `generate` argument names; frozen, and the trace key.
 
 Equal configs share one compiled decode loop. Fields marked `runtime` below are excluded from
 equality and hashing: the loop receives them as tensors (`runtime_inputs`), so changing them never
 retraces. Every other field, and the graph choices derived from the values (`use_top_k`,
 `use_top_p`, `use_penalty`), selects the graph.
 
+`generate()` resolves the user's arguments and `GenerationConfig` (generation_config.py) into one.
+
 Example:
->>> from tfgpt2.generation import GenerationConfig
->>> a = GenerationConfig(max_new_tokens=10, temperature=0.7, do_sample=True)
->>> b = GenerationConfig(max_new_tokens=20, temperature=1.3, do_sample=True)
+>>> from tfgpt2.generation.decode_config import DecodeConfig
+>>> a = DecodeConfig(max_new_tokens=10, temperature=0.7, do_sample=True)
+>>> b = DecodeConfig(max_new_tokens=20, temperature=1.3, do_sample=True)
 >>> a == b, a.num_steps, hash(a) == hash(b)
 (True, 32, True)
->>> GenerationConfig(do_sample=True, top_k=40) == a  # top-k filtering is another graph
+>>> DecodeConfig(do_sample=True, top_k=40) == a  # top-k filtering is another graph
 False
 """
 
@@ -35,15 +37,19 @@ def round_up(n, size):
 
 
 @dataclasses.dataclass(frozen=True)
-class GenerationConfig:
+class DecodeConfig:
     max_new_tokens: int = runtime(20)
     min_new_tokens: int = runtime(0)
     do_sample: bool = False
     temperature: float = runtime(1.0)
     top_k: int = runtime(0)
     top_p: float = runtime(1.0)
+    typical_p: float = runtime(1.0)
     repetition_penalty: float = runtime(1.0)
+    no_repeat_ngram_size: int = 0
+    bad_words_ids: tuple = ()  # token sequences never generated (HF NoBadWordsLogitsProcessor)
     num_beams: int = 1
+    num_return_sequences: int = 1  # beams returned per row
     length_penalty: float = 1.0
     early_stopping: object = False  # True, False or "never", as in HF
     eos_token_id: tuple = runtime(())  # ids that end a row; () = none
@@ -57,6 +63,7 @@ class GenerationConfig:
     use_top_k: bool = dataclasses.field(init=False)
     use_top_p: bool = dataclasses.field(init=False)
     use_penalty: bool = dataclasses.field(init=False)
+    use_typical: bool = dataclasses.field(init=False)
 
     def __post_init__(self):
         eos = self.eos_token_id
@@ -71,6 +78,8 @@ class GenerationConfig:
         setattr_("use_top_k", bool(self.dynamic or (sampling and self.top_k > 0)))
         setattr_("use_top_p", bool(self.dynamic or (sampling and self.top_p < 1.0)))
         setattr_("use_penalty", bool(self.dynamic or self.repetition_penalty != 1.0))
+        setattr_("use_typical", bool(sampling and not self.dynamic and self.typical_p < 1.0))
+        setattr_("bad_words_ids", tuple(tuple(int(t) for t in seq) for seq in self.bad_words_ids or ()))
         if self.head not in HEADS:
             raise GPT2InputError(f"head={self.head!r}: use one of {', '.join(HEADS)}.")
 
@@ -82,9 +91,15 @@ class GenerationConfig:
         return self.eos_token_id[0] if self.eos_token_id else 0
 
     @property
+    def uses_history(self):
+        """Whether a processor reads the token history (n-gram and bad-word bans)."""
+        return self.no_repeat_ngram_size > 0 or bool(self.bad_words_ids)
+
+    @property
     def plain_greedy(self):
         """Greedy argmax of raw logits: what the int8-screened head can decide."""
-        return not (self.num_beams > 1 or self.do_sample or self.use_penalty or self.output_scores)
+        return not (self.num_beams > 1 or self.do_sample or self.use_penalty or self.output_scores
+                    or self.uses_history)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -104,6 +119,12 @@ class GenerationConfig:
                 f"shorten the prompt or lower max_new_tokens to {max(n_positions - prompt_length, 0)}.")
         if not 0.0 < self.top_p <= 1.0:
             bad(f"top_p must be in (0, 1], got {self.top_p}.")
+        if not 0.0 < self.typical_p <= 1.0:
+            bad(f"typical_p must be in (0, 1], got {self.typical_p}.")
+        if not isinstance(self.no_repeat_ngram_size, (int, np.integer)) or self.no_repeat_ngram_size < 0:
+            bad(f"no_repeat_ngram_size must be an int >= 0, got {self.no_repeat_ngram_size!r}.")
+        if any(not seq for seq in self.bad_words_ids):
+            bad("bad_words_ids holds an empty sequence; pass lists of token ids, e.g. [[257], [1049, 262]].")
         if self.do_sample and not self.temperature > 0.0:
             bad(f"temperature must be > 0 when do_sample=True, got {self.temperature}; use do_sample=False "
                 "for greedy.")
@@ -115,6 +136,8 @@ class GenerationConfig:
             bad(f"num_beams must be an int >= 1, got {self.num_beams!r}.")
         if self.num_beams > 1 and self.do_sample:
             bad("beam sampling is not supported: use num_beams > 1 with do_sample=False, or num_beams=1.")
+        if self.num_return_sequences > self.num_beams:
+            bad(f"num_return_sequences={self.num_return_sequences} must be <= num_beams={self.num_beams}.")
 
     def runtime_inputs(self):
         """The runtime fields as the tensors a compiled loop takes."""
@@ -124,5 +147,6 @@ class GenerationConfig:
                     eos_token_id=tf.constant(list(self.eos_token_id) or [-1], tf.int32),
                     pad_token_id=tf.constant(self.pad), temperature=tf.constant(float(self.temperature)),
                     top_k=tf.constant(int(self.top_k)), top_p=tf.constant(float(self.top_p)),
+                    typical_p=tf.constant(float(self.typical_p)),
                     repetition_penalty=tf.constant(float(self.repetition_penalty)),
                     seed=tf.constant(int(seed), tf.int64))

@@ -1,0 +1,220 @@
+"""TFGPT2PreTrainedModel: what every model class shares — HF call forms, HF methods, weight I/O."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras.src.losses import loss as keras_loss
+
+from tfgpt2.cache import KVCache
+from tfgpt2.config import GPT2Config
+from tfgpt2.errors import GPT2InputError
+from tfgpt2.main_layer import TFGPT2MainLayer, as_array, check_inputs
+
+# transformers' TF GPT-2 argument order (a list/tuple first argument is read in this order)
+BASE_ARGS = ("input_ids", "past_key_values", "attention_mask", "token_type_ids", "position_ids", "head_mask",
+             "inputs_embeds", "use_cache", "output_attentions", "output_hidden_states", "return_dict")
+DUMMY_IDS = [[7, 6, 0, 0, 1], [1, 2, 3, 0, 0], [0, 0, 0, 4, 5]]  # transformers' DUMMY_INPUTS
+
+
+def _is_value(x):
+    """A list holding one of these is HF's positional input list, not nested token ids."""
+    return x is None or tf.is_tensor(x) or isinstance(x, (np.ndarray, keras.KerasTensor, KVCache))
+
+
+class TFGPT2PreTrainedModel(keras.Model):
+    """Shared machinery: config, HF input forms and methods, HF weight I/O, the internal loss.
+
+    Example:
+    >>> import numpy as np
+    >>> from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
+    >>> model = TFGPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100))
+    >>> ids = np.array([[1, 2, 3]])
+    >>> out = model({"input_ids": ids, "attention_mask": np.ones_like(ids)})  # a dict of inputs
+    >>> logits, past = model([ids, None, np.ones_like(ids)], return_dict=False)  # HF's order; a tuple
+    >>> model.resize_token_embeddings(104).input_dim, model.config.vocab_size
+    (104, 104)
+    """
+
+    call_args = BASE_ARGS + ("labels",)  # per class: the HF positional order of `call`
+
+    def __init__(self, config=None, **kwargs):
+        if config is None:
+            config = GPT2Config()
+        elif isinstance(config, dict):
+            config = GPT2Config.from_dict(config)
+        super().__init__(**kwargs)
+        self.config = config
+        self.generation_config = None  # read by generate(); from_pretrained sets it from the checkpoint
+        self.transformer = TFGPT2MainLayer(config, name="transformer")
+        self.transformer.build()
+        self.built = True  # every weight exists now: HF weights can be assigned before any call
+
+    # ------------------------------------------------------------ HF call forms
+    def __call__(self, *args, **kwargs):
+        inputs = self.named_inputs(args, kwargs)
+        return super().__call__(inputs.pop("input_ids"), **inputs)
+
+    def named_inputs(self, args, kwargs):
+        """HF's input forms -> one dict of named arguments: a dict first argument, a list/tuple in
+        `call_args` order, positional or keyword arguments; `past` is the old name of past_key_values."""
+        names = self.call_args + ("training",)
+        args, kwargs = list(args), dict(kwargs)
+        first = args.pop(0) if args else kwargs.pop("input_ids", None)
+        if isinstance(first, dict):
+            given = dict(first)
+        elif isinstance(first, (list, tuple)) and first and any(_is_value(v) for v in first):
+            if len(first) > len(names):
+                raise GPT2InputError(f"{type(self).__name__} takes at most {len(names)} inputs in a list, got "
+                                     f"{len(first)}; the order is {', '.join(names)}.")
+            given = dict(zip(names, first))
+        else:
+            given = {"input_ids": first}
+        if len(args) > len(names) - 1:
+            raise GPT2InputError(f"too many positional arguments; {type(self).__name__} takes {', '.join(names)}.")
+        for name, value in zip(names[1:], args):
+            kwargs[name] = value
+        for source in (given, kwargs):
+            if "past" in source:
+                source["past_key_values"] = source.pop("past")
+        for name, value in kwargs.items():
+            if value is not None or name not in given:
+                given[name] = value
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise GPT2InputError(f"{type(self).__name__} got unknown argument(s) {', '.join(unknown)}; it takes "
+                                 f"{', '.join(names)}.")
+        if isinstance(given.get("input_ids"), (list, tuple)):  # Keras rejects nested lists positionally
+            given["input_ids"] = as_array(given["input_ids"])
+        return given
+
+    def resolved_flags(self, use_cache, output_attentions, output_hidden_states, return_dict, training):
+        """HF defaults from the config; use_cache defaults off while training (no one reads that cache)."""
+        cfg = self.config
+        pick = lambda value, default: bool(default if value is None else value)  # noqa: E731
+        return (pick(use_cache, cfg.use_cache and not training), pick(output_attentions, cfg.output_attentions),
+                pick(output_hidden_states, cfg.output_hidden_states), pick(return_dict, cfg.return_dict))
+
+    def run_transformer(self, input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask,
+                        inputs_embeds, use_cache, output_attentions, output_hidden_states, training, rank=2):
+        """Checks the inputs, then runs the main layer: (hidden, cache, hidden_states, attentions)."""
+        if input_ids is not None and inputs_embeds is not None:
+            raise GPT2InputError("pass input_ids or inputs_embeds, not both.")
+        if input_ids is None and inputs_embeds is None:
+            raise GPT2InputError("input_ids is required (or inputs_embeds of shape (batch, seq_len, n_embd)).")
+        if input_ids is not None:
+            input_ids = check_inputs(self.config, input_ids, attention_mask, past_key_values, rank=rank)
+        elif inputs_embeds.shape[-1] != self.config.n_embd or len(inputs_embeds.shape) != rank + 1:
+            raise GPT2InputError(f"inputs_embeds must have shape {'(batch, ' * (rank - 1)}(batch, seq_len, "
+                                 f"{self.config.n_embd}), got {tuple(inputs_embeds.shape)}.")
+        return self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
+                                inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+                                output_hidden_states=output_hidden_states, training=training)
+
+    @staticmethod
+    def finish(output, return_dict):
+        return output if return_dict else output.to_tuple()
+
+    @property
+    def dummy_inputs(self):
+        return {"input_ids": tf.constant(np.array(DUMMY_IDS) % self.config.vocab_size, tf.int32)}
+
+    # ------------------------------------------------------------ HF methods
+    def get_input_embeddings(self):
+        return self.transformer.wte
+
+    def set_input_embeddings(self, value):
+        """`value`: a Keras Embedding layer or a (vocab, n_embd) array; vocab_size follows it."""
+        table = value.embeddings if isinstance(value, keras.layers.Embedding) else value
+        self.transformer.set_token_embeddings(np.asarray(table))
+        self._tfgpt2_decoder = None  # compiled loops read the old table
+
+    def get_output_embeddings(self):
+        return None
+
+    def get_bias(self):
+        return None  # GPT-2's LM head has no bias
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Grows or shrinks wte to `new_num_tokens` (rounded up to `pad_to_multiple_of`); the tied head
+        follows. New rows are the mean of the old ones (`mean_resizing`, as transformers) or drawn from
+        N(0, initializer_range). Returns the embedding layer."""
+        old = self.transformer.wte.embeddings.numpy()
+        n = old.shape[0] if new_num_tokens is None else int(new_num_tokens)
+        if pad_to_multiple_of:
+            n = -(-n // int(pad_to_multiple_of)) * int(pad_to_multiple_of)
+        if n < 1:
+            raise GPT2InputError(f"new_num_tokens must be >= 1, got {n}.")
+        if n != old.shape[0]:
+            extra = n - old.shape[0]
+            if extra > 0:
+                fresh = np.tile(old.mean(0, keepdims=True), (extra, 1)) if mean_resizing else \
+                    np.random.normal(0, self.config.initializer_range, (extra, old.shape[1]))
+                table = np.concatenate([old, fresh.astype(old.dtype)])
+            else:
+                table = old[:n]
+            self.set_input_embeddings(table)
+        return self.transformer.wte
+
+    def num_parameters(self, only_trainable=False, exclude_embeddings=False):
+        """Number of (unique) parameters; the tied LM head is the embedding, counted once."""
+        weights = self.trainable_weights if only_trainable else self.weights
+        skip = {id(self.transformer.wte.embeddings), id(self.transformer.wpe.embeddings)} if exclude_embeddings \
+            else set()
+        return int(sum(np.prod(w.shape) for w in weights if id(w) not in skip))
+
+    def can_generate(self):
+        return hasattr(self, "generate")
+
+    # ------------------------------------------------------------ keras glue
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(config=GPT2Config.from_dict(config.pop("config")), **config)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras hook: the compiled loss on `logits` if one was given, else the internal HF loss."""
+        if getattr(self, "_compile_loss", None) is not None:
+            return super().compute_loss(x, y, y_pred["logits"], sample_weight, training)
+        if sample_weight is not None:
+            raise GPT2InputError("sample_weight is not used by the internal loss; mask tokens with "
+                                 "labels=-100 (or attention_mask) instead.")
+        loss = self._internal_loss(x, y, y_pred)
+        for extra in self.losses:
+            loss = loss + tf.cast(extra, loss.dtype)
+        return keras_loss.scale_loss_for_distribution(loss)
+
+    def _internal_loss(self, x, y, y_pred):
+        raise GPT2InputError(f"{type(self).__name__} has no built-in loss; compile(loss=...) and pass y.")
+
+    def train_step(self, data):
+        if not self.config.return_dict:  # fit reads outputs by name
+            raise GPT2InputError("fit needs config.return_dict=True (outputs are read by name).")
+        return super().train_step(data)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = x if isinstance(x, dict) else {"input_ids": x}
+        out = self(x, training=False, use_cache=False, return_dict=True)
+        return {k: v for k, v in out.items() if k not in ("loss", "mc_loss")}
+
+    # ------------------------------------------------------------ HF weights
+    @classmethod
+    def from_pretrained(cls, name_or_path, config=None, **config_overrides):
+        """Loads an HF GPT-2 checkpoint dir (safetensors; .bin needs torch; tf_model.h5) or hub id."""
+        from tfgpt2 import weights
+
+        return weights.from_pretrained(cls, name_or_path, config, **config_overrides)
+
+    def save_pretrained(self, save_directory):
+        """Writes config.json + model.safetensors (+ generation_config.json) that transformers loads."""
+        from tfgpt2 import weights
+
+        weights.save_pretrained(self, save_directory)
+
+    def head_weights(self):
+        """HF key -> (variable, transposed?) of the task head (none for the base model)."""
+        return {}
