@@ -59,10 +59,13 @@ def reference_tiktoken():
 def torch_run(model, ids, **kwargs):
     import torch
 
-    tensors = {k: (v if isinstance(v, bool) else torch.tensor(np.asarray(v)))
-               for k, v in kwargs.items() if v is not None}
+    def tensor(v):
+        v = np.asarray(v)
+        return torch.tensor(v.astype(np.int64) if v.dtype.kind in "iu" else v)
+
+    tensors = {k: (v if isinstance(v, bool) else tensor(v)) for k, v in kwargs.items() if v is not None}
     with torch.no_grad():
-        return model(torch.tensor(np.asarray(ids)), **tensors)
+        return model(tensor(ids), **tensors)
 
 
 def hf_generate(hf, ids, mask=None, **kwargs):

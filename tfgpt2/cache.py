@@ -73,10 +73,15 @@ class KVCache(NamedTuple):
         return cls(tuple(layers), tf.ones((batch, length), tf.int32), tf.cast(length, tf.int32))
 
     def grow(self, capacity):
-        """The same cache with `capacity` slots (new slots empty); eager callers outgrowing a cache."""
-        extra = capacity - int(self.mask.shape[1])
-        if extra <= 0:
-            return self
+        """The same cache with at least `capacity` slots (new slots empty): calls outgrowing a cache.
+
+        `capacity` may be a tensor (inside tf.function); the capacity axis is then dynamic."""
+        if isinstance(capacity, int):
+            extra = capacity - int(self.mask.shape[1])
+            if extra <= 0:
+                return self
+        else:
+            extra = tf.maximum(capacity - tf.shape(self.mask)[1], 0)
         layers = tuple(tf.pad(kv, [[0, 0], [0, 0], [0, 0], [0, extra], [0, 0]]) for kv in self.layers)
         return KVCache(layers, tf.pad(self.mask, [[0, 0], [0, extra]]), self.index)
 

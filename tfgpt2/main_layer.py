@@ -72,10 +72,11 @@ class TFGPT2MainLayer(keras.layers.Layer):
 
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
              position_ids=None, head_mask=None, inputs_embeds=None, use_cache=False, output_attentions=False,
-             output_hidden_states=False, training=False, lookup=None, merged_projections=False):
+             output_hidden_states=False, training=False, lookup=None, merged_projections=False, grow_cache=True):
         """HF semantics: positions default to `past_len + arange(T)`; `attention_mask` covers the new
-        tokens or past + new; no mask attends to every token. `lookup` and `merged_projections` shape
-        exported graphs (see embed and Conv1D.call).
+        tokens or past + new; no mask attends to every token; a cache without room grows (as HF's do).
+        `lookup` and `merged_projections` shape exported graphs (see embed and Conv1D.call);
+        `grow_cache=False` keeps the cache's shape (decode loops allocate all the room they use).
         """
         if inputs_embeds is not None:
             batch, length = tf.shape(inputs_embeds)[0], tf.shape(inputs_embeds)[1]
@@ -87,8 +88,9 @@ class TFGPT2MainLayer(keras.layers.Layer):
             past = KVCache.from_legacy(past)
         if use_cache and past is None:
             past = KVCache.empty(self.config, batch, length, self.compute_dtype, check=False)
-        if past is not None and tf.executing_eagerly():
-            past = past.grow(int(past.index) + int(length))  # HF caches grow; a static one has room already
+        if past is not None and grow_cache:
+            needed = past.index + length
+            past = past.grow(int(needed) if tf.executing_eagerly() else needed)
         index = 0 if past is None else tf.cast(past.index, tf.int32)
         key_mask = _key_mask(past, attention_mask, batch, length, index)  # (B, S)
         if position_ids is None:
@@ -208,13 +210,13 @@ def check_inputs(config, input_ids, attention_mask=None, past_key_values=None, r
     if past_key_values is not None:
         if isinstance(past_key_values, KVCache):
             index = _concrete(past_key_values.index)
-            past_len = int(index) if index is not None else 0
+            past_len = int(index) if index is not None else None  # None: only known when the graph runs
         elif _legacy_past_length(past_key_values, config) is not None:
             past_len = _legacy_past_length(past_key_values, config)
         else:
             raise GPT2InputError("past_key_values must be the cache a previous call returned (out.past_key_values), "
                                  f"KVCache.empty(config, batch, capacity), or HF's per-layer tuple ({config.n_layer}).")
-    if length is not None and past_len + length > config.n_positions:
+    if length is not None and past_len is not None and past_len + length > config.n_positions:
         raise GPT2InputError(f"sequence of {past_len + length} tokens is longer than n_positions="
                              f"{config.n_positions}; truncate the input (tokenizer truncation=True).")
     if ids is not None:
@@ -227,8 +229,8 @@ def check_inputs(config, input_ids, attention_mask=None, past_key_values=None, r
         mshape = tuple(_concrete(attention_mask).shape) if _concrete(attention_mask) is not None \
             else tuple(attention_mask.shape)
         ok = len(mshape) == rank and all(a == b or None in (a, b) for a, b in zip(mshape[:-1], shape[:-1]))
-        ok = ok and (None in (length, mshape[-1]) or mshape[-1] in (length, past_len + length))
+        ok = ok and (None in (length, mshape[-1], past_len) or mshape[-1] in (length, past_len + length))
         if not ok:
             raise GPT2InputError(f"attention_mask has shape {mshape} but {name} has shape {shape}; it must "
-                                 f"be {shape} or cover past + new tokens ({past_len + (length or 0)}).")
+                                 f"be {shape} or cover past + new tokens ({(past_len or 0) + (length or 0)}).")
     return input_ids if tf.is_tensor(input_ids) else tf.convert_to_tensor(ids if ids is not None else input_ids)

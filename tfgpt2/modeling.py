@@ -130,7 +130,7 @@ class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
                                  "(or inputs_embeds (batch, num_choices, seq_len, n_embd)).")
         shape = tf.shape(source)[:3]  # (B, Ch, T)
         if input_ids is not None:
-            check_inputs(self.config, input_ids, attention_mask, rank=3)
+            check_inputs(self.config, input_ids, attention_mask, past_key_values, rank=3)
         hidden, cache, states, attns = self.run_transformer(
             _flat(input_ids), past_key_values, _flat(attention_mask), _flat(token_type_ids), _flat(position_ids),
             head_mask, _flat(inputs_embeds), use_cache, output_attentions, output_hidden_states, training)

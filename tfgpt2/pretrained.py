@@ -106,10 +106,11 @@ class TFGPT2PreTrainedModel(keras.Model):
         elif inputs_embeds.shape[-1] != self.config.n_embd or len(inputs_embeds.shape) != rank + 1:
             raise GPT2InputError(f"inputs_embeds must have shape {'(batch, ' * (rank - 1)}(batch, seq_len, "
                                  f"{self.config.n_embd}), got {tuple(inputs_embeds.shape)}.")
-        return self.transformer(input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-                                token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-                                inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-                                output_hidden_states=output_hidden_states, training=training)
+        hidden, cache, states, attentions = self.transformer(
+            input_ids, past_key_values=past_key_values, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training)
+        return hidden, cache if use_cache else None, states, attentions  # HF: a cache exactly when use_cache
 
     @staticmethod
     def finish(output, return_dict):

@@ -46,7 +46,8 @@ class Decoder:
         """Positions count the real tokens before each one (HF generate's rule), so left padding is inert."""
         positions = kv_cache.new_positions(cache.mask, mask)  # (B, T)
         hidden, cache, _, _ = self.transformer(ids, attention_mask=mask, past_key_values=cache, position_ids=positions,
-                                               lookup=self.lookup, merged_projections=self.merged_projections)
+                                               lookup=self.lookup, merged_projections=self.merged_projections,
+                                               grow_cache=False)
         return (self.lm_logits(hidden[:, -1]) if head is None else head.project(hidden)), cache
 
     def pick(self, head, context, carried, seen, history, done, misses, i, params):
