@@ -154,3 +154,42 @@ def test_kotlin_golden_vectors_are_tiktokens_ids(tok, reference_tiktoken):
     for case in golden["cases"]:
         assert reference_tiktoken.encode(case["text"], allowed_special="all") == case["ids"]
         assert tok.encode(case["text"]) == case["ids"]
+
+
+def test_hf_attributes_behave_like_transformers(tmp_path):
+    """The attributes and call options users set on transformers' GPT2Tokenizer, side by side with it."""
+    import transformers
+
+    texts = ["Hello world, this is GPT-2.", "Hi", "A somewhat longer sentence for truncation"]
+    theirs = transformers.GPT2Tokenizer(os.path.join(ASSETS, "vocab.json"), os.path.join(ASSETS, "merges.txt"))
+    mine = GPT2Tokenizer()
+    for t in (theirs, mine):
+        t.pad_token = t.eos_token
+        t.padding_side = "left"
+        t.truncation_side = "left"
+        t.model_max_length = 6
+    assert mine.pad_token_id == theirs.pad_token_id and mine.eos_token == theirs.eos_token
+    assert mine.eos_token_id == theirs.eos_token_id and mine.bos_token_id == theirs.bos_token_id
+    for kwargs in (dict(padding=True), dict(padding=True, truncation=True), dict(padding="max_length", max_length=12),
+                   dict(padding=True, padding_side="right"), dict(truncation=True, max_length=4, padding=True)):
+        a = mine(texts, return_tensors="np", **kwargs)
+        b = theirs(texts, return_tensors="np", **kwargs)
+        assert a["input_ids"].tolist() == b["input_ids"].tolist(), kwargs
+        assert a["attention_mask"].tolist() == b["attention_mask"].tolist(), kwargs
+    ids = mine(texts, padding=True, return_tensors="tf")["input_ids"]
+    assert ids.dtype.is_integer and ids.shape[0] == 3
+    for skip in (False, True):
+        assert mine.batch_decode(ids, skip_special_tokens=skip) == theirs.batch_decode(ids.numpy(),
+                                                                                     skip_special_tokens=skip)
+        assert mine.decode(ids[1], skip_special_tokens=skip) == theirs.decode(ids[1].numpy(),
+                                                                              skip_special_tokens=skip)
+    assert mine.convert_ids_to_tokens([15496, 995]) == theirs.convert_ids_to_tokens([15496, 995])
+    mine.save_pretrained(tmp_path)
+    again = GPT2Tokenizer.from_pretrained(str(tmp_path))
+    assert (again.pad_token, again.padding_side, again.truncation_side, again.model_max_length) == \
+        (mine.pad_token, "left", "left", 6)
+    theirs.save_pretrained(tmp_path / "hf")
+    from_hf, reloaded = GPT2Tokenizer.from_pretrained(str(tmp_path / "hf")), transformers.AutoTokenizer.from_pretrained(
+        str(tmp_path / "hf"))
+    assert (from_hf.pad_token, from_hf.padding_side) == (reloaded.pad_token, reloaded.padding_side)
+    assert from_hf(texts)["input_ids"] == reloaded(texts)["input_ids"]

@@ -122,6 +122,8 @@ class GPT2Tokenizer:
             from tokenizers import Tokenizer
 
             tok = Tokenizer.from_file(self.tokenizer_file)
+            tok.no_padding()  # a saved file may carry the last call's settings; each call sets its own
+            tok.no_truncation()
             return _HFTokenizers(tok), tok.get_vocab()
         vocab = _read_json(self.vocab_file)
         bundled = os.path.join(ASSETS, "merges.txt")
@@ -225,14 +227,14 @@ class GPT2Tokenizer:
 
     def __call__(self, text, padding=False, truncation=False, max_length=None, padding_side=None,
                  return_tensors=None, return_attention_mask=True, add_prefix_space=None,
-                 allowed_special=True, add_special_tokens=True, truncation_side=None):
+                 allowed_special=True, add_special_tokens=True):
         """HF-style batch encoding: dict with input_ids (+ attention_mask), padded/truncated.
 
         GPT-2 adds no special tokens, so `add_special_tokens` changes nothing (accepted as in HF)."""
         single = isinstance(text, str)
         ids = self.encode_batch([text] if single else list(text), add_prefix_space, allowed_special)
         if truncation not in (False, None, "do_not_truncate"):
-            keep, cut = self._max_len(max_length), truncation_side or self.truncation_side
+            keep, cut = self._max_len(max_length), self.truncation_side
             if cut not in ("left", "right"):
                 raise GPT2InputError(f"truncation_side must be 'left' or 'right', got {cut!r}.")
             ids = [row[-keep:] if cut == "left" else row[:keep] for row in ids]
@@ -302,6 +304,13 @@ def _saved_settings(directory):
         if os.path.exists(path):
             values.update(_read_json(path))
     out = {k: (v.get("content") if isinstance(v, dict) else v) for k, v in values.items() if k in _SETTINGS}
+    path = os.path.join(directory, "tokenizer.json")
+    if os.path.exists(path):  # transformers keeps the padding / truncation direction here
+        backend = _read_json(path)
+        for key, setting in (("padding", "padding_side"), ("truncation", "truncation_side")):
+            direction = (backend.get(key) or {}).get("direction")
+            if direction and setting not in out:
+                out[setting] = direction.lower()
     if not isinstance(out.get("model_max_length"), int) or out["model_max_length"] > 10 ** 9:
         out.pop("model_max_length", None)  # HF writes a huge sentinel for "no limit"
     return out
