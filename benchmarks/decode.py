@@ -47,11 +47,11 @@ tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
 model = TFGPT2LMHeadModel(GPT2Config.from_preset("gpt2"))
 x = ids.astype("int32")
-serve(lambda: model.generate(x, max_new_tokens=NEW))
+serve(lambda: model.generate(x, max_new_tokens=NEW, eos_token_id=[]))
 long = np.random.default_rng(1).integers(0, 50257, (1, 512)).astype("int32")
 prefill = best(lambda: model.generate(long, max_new_tokens=1))
 x8 = np.random.default_rng(2).integers(0, 50257, (8, PROMPT)).astype("int32")
-dt8 = best(lambda: model.generate(x8, max_new_tokens=NEW), repeats=1)
+dt8 = best(lambda: model.generate(x8, max_new_tokens=NEW, eos_token_id=[]), repeats=1)
 report(prefill_512_s=prefill, batch8_tok_s=8 * NEW / dt8)
 """,
     "keras_hub": """

@@ -168,7 +168,7 @@ def test_kotlin_replay_goldens_equal_a_fresh_export(tiny_export):
         assert len(tokens) == S - P + 1 and len(set(tokens)) >= 4, tokens
         if entry["recipe"] == "fp32":  # the recording itself is checked against Keras
             prompt = np.array([write_goldens.REPLAY_PROMPT], np.int32)
-            keras_tokens = model.generate(prompt, max_new_tokens=len(tokens), eos_token_id=None).numpy()[0, 5:]
+            keras_tokens = model.generate(prompt, max_new_tokens=len(tokens), eos_token_id=[]).numpy()[0, 5:]
             assert keras_tokens.tolist() == tokens
         with open(os.path.join(GOLDEN, f"replay_{entry['recipe']}.json"), encoding="ascii") as f:
             golden = json.load(f)

@@ -168,6 +168,27 @@ def test_gpt2_sequence_classification_model(models, inputs):
         assert max_diff(result.loss, ref.loss) <= ATOL
 
 
+def test_head_mask_equals_transformers_with_those_heads_scaled(models, inputs):
+    """head_mask scales each head's attention output; transformers' PyTorch GPT-2 has no head_mask any
+    more, so the reference is its model with those heads' rows of attn.c_proj scaled the same way."""
+    import copy
+
+    import torch
+
+    hf, model = models["GPT2LMHeadModel"]
+    rng, ids = inputs["rng"], inputs["input_ids"][:3]
+    head_mask = rng.choice([0.0, 0.5, 1.0], (TESTER["n_layer"], TESTER["n_head"])).astype("float32")
+    scaled = copy.deepcopy(hf)
+    dim = TESTER["n_embd"] // TESTER["n_head"]
+    with torch.no_grad():
+        for layer, row in zip(scaled.transformer.h, head_mask):
+            layer.attn.c_proj.weight.mul_(torch.tensor(np.repeat(row, dim))[:, None])  # Conv1D: (in, out)
+    ref = torch_run(scaled, ids).logits
+    assert max_diff(model(ids, head_mask=head_mask).logits, ref) <= ATOL
+    one_for_all = model(ids, head_mask=head_mask[0]).logits  # (n_head,): the same mask in every layer
+    assert max_diff(one_for_all, model(ids, head_mask=np.tile(head_mask[:1], (TESTER["n_layer"], 1))).logits) == 0
+
+
 def test_model_common_attributes(models):
     for name, (_, model) in models.items():
         assert isinstance(model.get_input_embeddings(), keras.layers.Layer)

@@ -88,10 +88,12 @@ class TFGPT2PreTrainedModel(keras.Model):
         return given
 
     def resolved_flags(self, use_cache, output_attentions, output_hidden_states, return_dict, training):
-        """HF defaults from the config; use_cache defaults off while training (no one reads that cache)."""
+        """HF defaults from the config; use_cache defaults off while training and inside Keras' own
+        fit/evaluate/predict steps (no one reads that cache)."""
         cfg = self.config
         pick = lambda value, default: bool(default if value is None else value)  # noqa: E731
-        return (pick(use_cache, cfg.use_cache and not training), pick(output_attentions, cfg.output_attentions),
+        quiet = training or getattr(self, "_in_keras_step", False)
+        return (pick(use_cache, cfg.use_cache and not quiet), pick(output_attentions, cfg.output_attentions),
                 pick(output_hidden_states, cfg.output_hidden_states), pick(return_dict, cfg.return_dict))
 
     def run_transformer(self, input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask,
@@ -195,6 +197,13 @@ class TFGPT2PreTrainedModel(keras.Model):
         if not self.config.return_dict:  # fit reads outputs by name
             raise GPT2InputError("fit needs config.return_dict=True (outputs are read by name).")
         return super().train_step(data)
+
+    def test_step(self, data):
+        self._in_keras_step = True  # read while evaluate traces the step
+        try:
+            return super().test_step(data)
+        finally:
+            self._in_keras_step = False
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -63,9 +63,9 @@ def run(args):
     if args.prompt + args.new > cfg.n_positions:
         raise ValueError(f"--prompt + --new = {args.prompt + args.new} exceeds n_positions {cfg.n_positions}")
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (1, args.prompt)).astype(np.int32)
-    model.generate(ids, max_new_tokens=args.new, eos_token_id=None)  # compile
+    model.generate(ids, max_new_tokens=args.new, eos_token_id=[])  # compile
     start = time.perf_counter()
-    model.generate(ids, max_new_tokens=args.new, eos_token_id=None)
+    model.generate(ids, max_new_tokens=args.new, eos_token_id=[])
     results = {"tfgpt2 XLA generate": args.new / (time.perf_counter() - start)}
     if args.export_dir:
         from tfgpt2.export import contract, verify

@@ -42,5 +42,5 @@ def run(args):
     stream.shown = ""
     model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0,
                    temperature=args.temperature or 1.0, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                   eos_token_id=None if args.no_eos else tok.eos_token_id, streamer=stream)
+                   eos_token_id=[] if args.no_eos else tok.eos_token_id, streamer=stream)
     sys.stdout.write("\n")
