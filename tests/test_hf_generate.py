@@ -63,7 +63,6 @@ CASES = [
     dict(num_beams=3, num_return_sequences=2, max_new_tokens=10),
     dict(num_beams=2, no_repeat_ngram_size=2, bad_words_ids=[[7]], repetition_penalty=1.3, min_new_tokens=3,
          max_new_tokens=12),
-    dict(use_cache=True, max_new_tokens=6),
 ]
 
 
@@ -128,17 +127,21 @@ def test_scores_equal_transformers(pair):
         assert (mine.numpy()[~finite] <= -1e8).all()  # transformers' -inf is tfgpt2's -1e9
 
 
-def test_xla_wrapped_generate_equals_eager(pair):
+XLA_CASES = [dict(max_new_tokens=10), dict(do_sample=True, top_k=8, top_p=0.9, seed=11, max_new_tokens=10),
+             pytest.param(dict(num_beams=2, max_new_tokens=8), marks=pytest.mark.slow),
+             pytest.param(dict(no_repeat_ngram_size=2, bad_words_ids=[[5, 6]], max_new_tokens=10),
+                          marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("kwargs", XLA_CASES, ids=lambda k: ",".join(k))
+def test_xla_wrapped_generate_equals_eager(pair, kwargs):
     cfg, _, model, _ = pair
     ids, mask = ragged(cfg, seed=4)
     xla = tf.function(model.generate, jit_compile=True)
-    for kwargs in (dict(max_new_tokens=10), dict(num_beams=2, max_new_tokens=8),
-                   dict(do_sample=True, top_k=8, top_p=0.9, seed=11, max_new_tokens=10),
-                   dict(no_repeat_ngram_size=2, bad_words_ids=[[5, 6]], max_new_tokens=10)):
-        eager = model.generate(ids, attention_mask=mask, **kwargs).numpy()
-        traced = xla(input_ids=tf.constant(ids), attention_mask=tf.constant(mask), **kwargs).numpy()
-        pad = np.full((len(ids), traced.shape[1] - eager.shape[1]), 0, "int32")  # pad = eos = 0
-        assert traced.tolist() == np.concatenate([eager, pad], 1).tolist(), kwargs
+    eager = model.generate(ids, attention_mask=mask, **kwargs).numpy()
+    traced = xla(input_ids=tf.constant(ids), attention_mask=tf.constant(mask), **kwargs).numpy()
+    pad = np.full((len(ids), traced.shape[1] - eager.shape[1]), 0, "int32")  # pad = eos = 0
+    assert traced.tolist() == np.concatenate([eager, pad], 1).tolist()
 
 
 def test_streamer_put_end_equals_transformers(pair):
