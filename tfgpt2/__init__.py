@@ -14,6 +14,7 @@ _EXPORTS = {
     "GPT2Config": "tfgpt2.config",
     "GPT2Tokenizer": "tfgpt2.tokenizer",
     "KVCache": "tfgpt2.cache",
+    "GenerationConfig": "tfgpt2.generation",
     "TFGPT2Model": "tfgpt2.modeling",
     "TFGPT2LMHeadModel": "tfgpt2.modeling",
     "TFGPT2DoubleHeadsModel": "tfgpt2.modeling",
