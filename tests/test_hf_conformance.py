@@ -189,6 +189,25 @@ def test_head_mask_equals_transformers_with_those_heads_scaled(models, inputs):
     assert max_diff(one_for_all, model(ids, head_mask=np.tile(head_mask[:1], (TESTER["n_layer"], 1))).logits) == 0
 
 
+def test_resized_embeddings_load_in_transformers(models, tmp_path):
+    import transformers
+
+    hf, _ = models["GPT2LMHeadModel"]
+    hf.save_pretrained(tmp_path / "src")
+    model = TFGPT2LMHeadModel.from_pretrained(str(tmp_path / "src"))
+    ids = np.array([[1, 5, 9, 97, 3]])
+    before = model(ids).logits.numpy()
+    layer = model.resize_token_embeddings(V + 6, pad_to_multiple_of=8)  # 105 -> 112
+    assert layer is model.get_input_embeddings() and layer.input_dim == 112 == model.config.vocab_size
+    after = model(np.array([[1, 5, 9, 97, 110]])).logits.numpy()
+    assert after.shape[-1] == 112 and max_diff(after[0, :4, :V], before[0, :4]) <= 1e-5
+    model.save_pretrained(tmp_path / "resized")
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "resized", attn_implementation="eager")
+    assert max_diff(torch_run(reloaded, [[1, 5, 9, 97, 110]]).logits, after) <= ATOL
+    model.resize_token_embeddings(V)  # shrinking keeps the first rows
+    assert max_diff(model(ids).logits, before) <= 1e-5
+
+
 def test_model_common_attributes(models):
     for name, (_, model) in models.items():
         assert isinstance(model.get_input_embeddings(), keras.layers.Layer)

@@ -208,12 +208,7 @@ class GPT2Config:
 
     @classmethod
     def from_json(cls, path):
-        with open(path, encoding="utf-8") as f:
-            try:
-                values = json.load(f)
-            except json.JSONDecodeError as e:
-                raise GPT2ConfigError(f"{path} is not valid JSON ({e}); re-save the config.") from e
-        return cls.from_dict(values)
+        return cls.from_dict(read_json(path, GPT2ConfigError))
 
     @classmethod
     def from_pretrained(cls, name_or_dir):
@@ -247,6 +242,15 @@ PRESETS = {
     "gpt2-xl": dict(n_embd=1600, n_layer=48, n_head=25),
     "distilgpt2": dict(n_embd=768, n_layer=6, n_head=12),
 }
+
+
+def read_json(path, error):
+    """The JSON value in `path`; `error` (an exception class) names the file when it isn't JSON."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise error(f"{path} is not valid JSON ({e}); re-save it.") from e
 
 
 def _divisors_near(n, target):

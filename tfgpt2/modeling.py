@@ -29,11 +29,9 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
              head_mask=None, inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, training=False):
-        use_cache, output_attentions, output_hidden_states, return_dict = self.resolved_flags(
-            use_cache, output_attentions, output_hidden_states, return_dict, training)
-        hidden, cache, states, attns = self.run_transformer(
+        hidden, cache, states, attns, return_dict = self.run_transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            use_cache, output_attentions, output_hidden_states, training)
+            use_cache, output_attentions, output_hidden_states, return_dict, training)
         return self.finish(outputs.BaseModelOutputWithPast(
             last_hidden_state=hidden, past_key_values=cache, hidden_states=states, attentions=attns), return_dict)
 
@@ -58,11 +56,9 @@ class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
              head_mask=None, inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, labels=None, training=False):
-        use_cache, output_attentions, output_hidden_states, return_dict = self.resolved_flags(
-            use_cache, output_attentions, output_hidden_states, return_dict, training)
-        hidden, cache, states, attns = self.run_transformer(
+        hidden, cache, states, attns, return_dict = self.run_transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            use_cache, output_attentions, output_hidden_states, training)
+            use_cache, output_attentions, output_hidden_states, return_dict, training)
         logits = self.transformer.lm_logits(hidden)  # (B, T, V)
         loss = None if labels is None else losses.lm_loss(logits, labels)
         return self.finish(outputs.CausalLMOutputWithPast(
@@ -122,8 +118,6 @@ class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
              head_mask=None, inputs_embeds=None, mc_token_ids=None, use_cache=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, labels=None, mc_labels=None, training=False):
-        use_cache, output_attentions, output_hidden_states, return_dict = self.resolved_flags(
-            use_cache, output_attentions, output_hidden_states, return_dict, training)
         source = input_ids if input_ids is not None else inputs_embeds
         if source is None or len(source.shape) < 3:
             raise GPT2InputError("TFGPT2DoubleHeadsModel takes input_ids of shape (batch, num_choices, seq_len) "
@@ -131,9 +125,9 @@ class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
         shape = tf.shape(source)[:3]  # (B, Ch, T)
         if input_ids is not None:
             check_inputs(self.config, input_ids, attention_mask, past_key_values, rank=3)
-        hidden, cache, states, attns = self.run_transformer(
+        hidden, cache, states, attns, return_dict = self.run_transformer(
             _flat(input_ids), past_key_values, _flat(attention_mask), _flat(token_type_ids), _flat(position_ids),
-            head_mask, _flat(inputs_embeds), use_cache, output_attentions, output_hidden_states, training)
+            head_mask, _flat(inputs_embeds), use_cache, output_attentions, output_hidden_states, return_dict, training)
         logits = tf.reshape(self.transformer.lm_logits(hidden), tf.concat([shape, [-1]], 0))  # (B, Ch, T, V)
         hidden = tf.reshape(hidden, tf.concat([shape, [-1]], 0))  # (B, Ch, T, C)
         if mc_token_ids is None:
@@ -189,11 +183,9 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
              head_mask=None, inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, labels=None, training=False):
-        use_cache, output_attentions, output_hidden_states, return_dict = self.resolved_flags(
-            use_cache, output_attentions, output_hidden_states, return_dict, training)
-        hidden, cache, states, attns = self.run_transformer(
+        hidden, cache, states, attns, return_dict = self.run_transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            use_cache, output_attentions, output_hidden_states, training)
+            use_cache, output_attentions, output_hidden_states, return_dict, training)
         length = tf.shape(hidden)[1]
         pad = self.config.pad_token_id
         if pad is None or input_ids is None:  # HF: the last token

@@ -97,22 +97,25 @@ class TFGPT2PreTrainedModel(keras.Model):
                 pick(output_hidden_states, cfg.output_hidden_states), pick(return_dict, cfg.return_dict))
 
     def run_transformer(self, input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask,
-                        inputs_embeds, use_cache, output_attentions, output_hidden_states, training, rank=2):
-        """Checks the inputs, then runs the main layer: (hidden, cache, hidden_states, attentions)."""
+                        inputs_embeds, use_cache, output_attentions, output_hidden_states, return_dict, training):
+        """Resolves the flags, checks the inputs, runs the main layer:
+        (hidden, cache or None, hidden_states, attentions, return_dict)."""
+        use_cache, output_attentions, output_hidden_states, return_dict = self.resolved_flags(
+            use_cache, output_attentions, output_hidden_states, return_dict, training)
         if input_ids is not None and inputs_embeds is not None:
             raise GPT2InputError("pass input_ids or inputs_embeds, not both.")
         if input_ids is None and inputs_embeds is None:
             raise GPT2InputError("input_ids is required (or inputs_embeds of shape (batch, seq_len, n_embd)).")
         if input_ids is not None:
-            input_ids = check_inputs(self.config, input_ids, attention_mask, past_key_values, rank=rank)
-        elif inputs_embeds.shape[-1] != self.config.n_embd or len(inputs_embeds.shape) != rank + 1:
-            raise GPT2InputError(f"inputs_embeds must have shape {'(batch, ' * (rank - 1)}(batch, seq_len, "
-                                 f"{self.config.n_embd}), got {tuple(inputs_embeds.shape)}.")
+            input_ids = check_inputs(self.config, input_ids, attention_mask, past_key_values)
+        elif inputs_embeds.shape[-1] != self.config.n_embd or len(inputs_embeds.shape) != 3:
+            raise GPT2InputError(f"inputs_embeds must have shape (batch, seq_len, {self.config.n_embd}), got "
+                                 f"{tuple(inputs_embeds.shape)}.")
         hidden, cache, states, attentions = self.transformer(
             input_ids, past_key_values=past_key_values, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training)
-        return hidden, cache if use_cache else None, states, attentions  # HF: a cache exactly when use_cache
+        return hidden, cache if use_cache else None, states, attentions, return_dict  # a cache exactly when use_cache
 
     @staticmethod
     def finish(output, return_dict):

@@ -90,7 +90,7 @@ def _default_mask(ids, config):
 
 
 def generate(model, input_ids=None, attention_mask=None, generation_config=None, streamer=None, jit_compile=True,
-             **kwargs):
+             inputs=None, **kwargs):
     """transformers' `generate` arguments (generation_config.DEFAULTS) for a decoder-only model.
 
     Returns prompt + new tokens (B * num_return_sequences, T + n); rows that stop early (an
@@ -100,6 +100,7 @@ def generate(model, input_ids=None, attention_mask=None, generation_config=None,
     """
     cfg = model.config
     settings = resolve(kwargs, generation_config, model_generation_config(model))
+    input_ids = inputs if input_ids is None else input_ids  # transformers' name of the first argument
     if input_ids is None:
         raise GPT2InputError("generate needs input_ids (batch, seq_len): the tokenized prompt.")
     if not tf.executing_eagerly():

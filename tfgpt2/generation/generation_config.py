@@ -20,6 +20,7 @@ import difflib
 import json
 import os
 
+from tfgpt2.config import read_json
 from tfgpt2.errors import GPT2InputError
 
 # transformers' global defaults for what tfgpt2 implements; no length set = 20 new tokens (generate.py)
@@ -113,12 +114,7 @@ class GenerationConfig:
         file = os.path.join(path, config_file_name) if os.path.isdir(path) else path
         if not os.path.isfile(file):
             raise GPT2InputError(f"{file} does not exist; pass a generation_config.json or the directory holding one.")
-        with open(file, encoding="utf-8") as f:
-            try:
-                values = json.load(f)
-            except json.JSONDecodeError as e:
-                raise GPT2InputError(f"{file} is not valid JSON ({e}); re-save it.") from e
-        return cls.from_value(values)
+        return cls.from_value(read_json(file, GPT2InputError))
 
     @classmethod
     def from_model_config(cls, config):
