@@ -232,6 +232,7 @@ def test_sampled_distribution_matches_transformers_processors(sharp, settings):
     wanted = np.append(expected[big], expected[~big].sum())
     keep = wanted > 0
     p = chisquare(observed[keep], wanted[keep] * observed[keep].sum() / wanted[keep].sum()).pvalue
+    print(f"{settings}: chi-square p = {p:.3f} over {len(draws)} draws, {int(big.sum())} bins + pooled rest")
     assert p > 1e-3, (p, settings)
 
 
