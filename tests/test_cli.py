@@ -2,6 +2,7 @@
 console script as a user's shell runs it (exit code, one line, no TF log noise)."""
 
 import os
+import shutil
 
 import pytest
 
@@ -80,15 +81,36 @@ def test_bad_invocations_one_line_exit_2(command, args, match, hf_checkpoints, t
     assert not os.path.exists(tmp_path / "e") and not os.path.exists(tmp_path / "t" / "config.json")
 
 
-@pytest.mark.parametrize("args, match", [(["frobnicate"], "invalid choice"),
-                                         (["generate", "--model", "/nonexistent/dir", "--prompt", "x"],
-                                          "not a checkpoint directory")])
-def test_console_script_errors_are_one_line(args, match):
-    """The installed script as a shell runs it: exit 2, one error line, no traceback."""
+def _broken_checkpoint(hf_checkpoints, tmp_path, damage):
+    src = hf_checkpoints["small-gelu_new"][1]
+    dst = tmp_path / damage
+    shutil.copytree(src, dst)
+    weights, config = dst / "model.safetensors", dst / "config.json"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "corrupt":
+        weights.write_bytes(b"\x00not safetensors" * 64)
+    elif damage == "bad-config":
+        config.write_text(config.read_text().replace('"n_head": 4', '"n_head": 5'))
+    return str(dst)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["frobnicate"], "invalid choice"),
+    (["generate", "--model", "/nonexistent/dir", "--prompt", "x"], "not a checkpoint directory"),
+    (["generate", "--model", "@truncated", "--prompt", "x"], "truncated or corrupt"),
+    pytest.param(["generate", "--model", "@corrupt", "--prompt", "x"], "truncated or corrupt", marks=pytest.mark.slow),
+    pytest.param(["generate", "--model", "@bad-config", "--prompt", "x"], "not divisible by n_head",
+                 marks=pytest.mark.slow),
+])
+def test_console_script_errors_are_one_line(args, match, hf_checkpoints, tmp_path):
+    """The installed script as a shell runs it: exit 2, exactly one line on stderr (no traceback, no
+    TF/absl/CUDA log lines)."""
+    args = [_broken_checkpoint(hf_checkpoints, tmp_path, a[1:]) if a.startswith("@") else a for a in args]
     result = run_cli(*args)
     assert result.returncode == 2, result.stderr[-1500:]
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("tfgpt2")]
-    assert len(lines) == 1 and match in lines[0] and "Traceback" not in result.stderr, result.stderr[-1500:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfgpt2") and match in lines[0], result.stderr[-1500:]
 
 
 def test_train_checkpoints_resumes_and_plots(tmp_path, capsys):

@@ -56,14 +56,26 @@ def read_checkpoint(directory):
     for filename in WEIGHT_FILES:
         path = os.path.join(directory, filename)
         if os.path.exists(path):
-            return {"model.safetensors": read_safetensors, "pytorch_model.bin": read_torch_bin,
-                    "tf_model.h5": read_hf_h5}[filename](path)
+            return _read_or_explain(path, {"model.safetensors": read_safetensors, "pytorch_model.bin": read_torch_bin,
+                                           "tf_model.h5": read_hf_h5}[filename])
     sharded = [f for f in os.listdir(directory) if f.endswith(".index.json")]
     if sharded:
-        return read_sharded(os.path.join(directory, sharded[0]))
+        return _read_or_explain(os.path.join(directory, sharded[0]), read_sharded)
     raise CheckpointNotFoundError(
         f"{directory} has no weights: expected one of {', '.join(WEIGHT_FILES)} "
         "(write them with save_pretrained).")
+
+
+def _read_or_explain(path, reader):
+    """The reader's state dict; a truncated or corrupt file (whatever the library raises) -> one CheckpointError."""
+    try:
+        return reader(path)
+    except (CheckpointError, ImportError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors, torch, h5py and json each raise their own types
+        detail = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {detail}); the file is truncated or "
+                              "corrupt: save it again with save_pretrained or download it again.") from e
 
 
 def read_safetensors(path):

@@ -1,13 +1,47 @@
 """What the subcommands share: quiet TF logs, one-line argparse errors, the model's tokenizer, checks."""
 
 import argparse
+import contextlib
 import os
+import sys
 
 
 def quiet_tf():
-    """No TF/absl/CUDA log lines before a command's own output (`--debug` keeps them)."""
+    """Fewer TF log lines (the rest is hidden by native_logs_hidden)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@contextlib.contextmanager
+def native_logs_hidden(debug):
+    """TF, absl, CUDA probing and LiteRT log from C++ straight to file descriptor 2, whatever
+    TF_CPP_MIN_LOG_LEVEL says. Unless `--debug`, fd 2 points at /dev/null while a command runs and
+    Python's `sys.stderr` (the command's one-line errors) keeps the real stream."""
+    if debug:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # already redirected in Python (e.g. captured)
+        real = False
+    previous = sys.stderr
+    if real:
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=previous.encoding,
+                               errors="backslashreplace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        if real:
+            sys.stderr.close()
+            sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class Parser(argparse.ArgumentParser):

@@ -23,8 +23,8 @@ def run(args):
     cfg = GPT2Config.from_pretrained(args.model)
     print(f"{args.model}: GPT-2, {parameter_count(cfg) / 1e6:.1f}M parameters (tied LM head)")
     for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "activation_function"):
-        print(f"  {name:20s} {getattr(cfg, name)}")
+        print(f"  {name:24s} {getattr(cfg, name)}")
     if os.path.isdir(args.model):
         for name in sorted(os.listdir(args.model)):
             if name in WEIGHT_FILES or name.endswith((".json", ".txt")):
-                print(f"  {name:20s} {os.path.getsize(os.path.join(args.model, name)) / 1e6:.2f} MB")
+                print(f"  {name:24s} {os.path.getsize(os.path.join(args.model, name)) / 1e6:.2f} MB")

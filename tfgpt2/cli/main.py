@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-from tfgpt2.cli.common import Parser, quiet_tf
+from tfgpt2.cli.common import Parser, native_logs_hidden, quiet_tf
 
 COMMANDS = ("demo", "generate", "train", "export", "verify", "info", "bench")
 
@@ -25,14 +25,15 @@ def main(argv=None):
     except SystemExit as e:  # argparse has printed its one line (or the help)
         return e.code
     quiet_tf()
-    try:
-        importlib.import_module(f"tfgpt2.cli.{args.command}").run(args)
-    except (ValueError, OSError) as e:  # FileNotFoundError, FileExistsError, PermissionError are OSErrors
-        if args.debug:
-            raise
-        message = " ".join(str(e).split())  # one line
-        print(f"tfgpt2 {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    with native_logs_hidden(args.debug):
+        try:
+            importlib.import_module(f"tfgpt2.cli.{args.command}").run(args)
+        except (ValueError, OSError) as e:  # FileNotFoundError, FileExistsError, PermissionError are OSErrors
+            if args.debug:
+                raise
+            message = " ".join(str(e).split())  # one line
+            print(f"tfgpt2 {args.command}: error: {message}", file=sys.stderr)
+            return 2
     return 0
 
 
