@@ -34,7 +34,8 @@ def test_info_on_hf_checkpoint(hf_checkpoints, capsys):
     _, path = hf_checkpoints["small-gelu_new"]
     code, out, err = cli(capsys, "info", path)
     assert code == 0, err
-    assert f"n_layer              {CONFIGS['small-gelu_new']['n_layer']}" in out
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:] if len(line.split()) >= 2}
+    assert rows["n_layer"] == str(CONFIGS["small-gelu_new"]["n_layer"]) and rows["generation_config.json"] == "0.00"
 
 
 BAD = {  # five bad invocations per subcommand: (arguments, text the one-line error must contain)
