@@ -193,3 +193,29 @@ r = worker.run_child("convert", {str(tmp_path / 'a')!r}, "int8", {str(tmp_path /
 print("tensorflow" in sys.modules, r["bytes"] > 0, r["peak_rss_gb"] > 0)
 """)
     assert out.split()[-3:] == ["False", "True", "True"], out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_positions, vocab, special", [(32, 99, 98), (32, 777, 50256), (64, 777, 5),
+                                                         (64, 99, 50256), (1024, 50257, 50256)])
+def test_default_flags_export_and_verify_any_checkpoint(tmp_path, capsys, n_positions, vocab, special):
+    """`tfgpt2 export` / `verify` with default flags: lengths come from the model; a special id outside
+    the vocabulary is reported, recorded in model.json and never fed to the model."""
+    from helpers import build_hf
+
+    hf = build_hf("GPT2LMHeadModel", dict(vocab_size=vocab, n_positions=n_positions, n_embd=32, n_layer=2,
+                                          n_head=4))
+    for cfg in (hf.config, hf.generation_config):
+        cfg.eos_token_id = cfg.bos_token_id = special
+    hf.save_pretrained(tmp_path / "ckpt")
+    code, out, err = cli(capsys, "export", "--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "exp"))
+    assert code == 0, err
+    written = contract.read(str(tmp_path / "exp"))
+    assert written["max_seq_len"] == min(256, n_positions) and written["prefill_len"] < written["max_seq_len"]
+    inside = special < vocab
+    assert written["special_tokens"]["eos_token_id"] == (special if inside else None)
+    assert written["special_tokens_outside_vocab"] == ({} if inside else dict.fromkeys(
+        ("eos_token_id", "bos_token_id", "pad_token_id"), special))
+    assert inside or "outside the vocabulary" in out
+    code, out, err = cli(capsys, "verify", str(tmp_path / "exp"))
+    assert code == 0 and "ok" in out, err

@@ -20,8 +20,10 @@ def add_arguments(p):
     p.add_argument("--text-signature", action="store_true",
                    help="also write saved_model_text/1 with generate_text (text in/out; needs TF Text ops)")
     p.add_argument("--calibration-text", metavar="PATH", help="text file(s)/dir for int8-full calibration")
-    p.add_argument("--max-seq-len", type=int, default=256, help="KV cache slots in the .tflite")
-    p.add_argument("--prefill-len", type=int, default=64, help="prompt length of the prefill signature")
+    p.add_argument("--max-seq-len", type=int, default=None,
+                   help="KV cache slots in the .tflite (default: 256, or the model's n_positions if smaller)")
+    p.add_argument("--prefill-len", type=int, default=None,
+                   help="prompt length of the prefill signature (default: 64, at most max-seq-len / 4)")
     p.add_argument("--overwrite", action="store_true")
 
 
@@ -39,9 +41,11 @@ def run(args):
         calibration = None
         if args.calibration_text:
             from tfgpt2 import GPT2Tokenizer, training
+            from tfgpt2.export.source import source_config
 
+            prefill = pipeline.default_lengths(source_config(args.model), args.max_seq_len, args.prefill_len)[1]
             calibration = training.pack_ids(training.read_texts(args.calibration_text), GPT2Tokenizer(),
-                                            seq_len=args.prefill_len + 4)[:32]
+                                            seq_len=prefill + 4)[:32]
         pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
                         overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
                         calibration=calibration, text_signature=args.text_signature)

@@ -24,6 +24,17 @@ def sha256(path):
     return digest.hexdigest()
 
 
+def special_tokens(config):
+    """(ids the export uses, ids it drops): a special id outside [0, vocab_size) — e.g. GPT-2's 50256 in a
+    smaller vocabulary — is never fed to the model or used as a stop token; it is null in the first
+    dict and listed with its value in the second."""
+    pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+    ids = {"eos_token_id": config.eos_token_id, "bos_token_id": config.bos_token_id, "pad_token_id": pad}
+    valid = {k: v is not None and 0 <= v < config.vocab_size for k, v in ids.items()}
+    return ({k: (v if valid[k] else None) for k, v in ids.items()},
+            {k: v for k, v in ids.items() if v is not None and not valid[k]})
+
+
 def write(directory, config, files, max_seq_len, prefill_len):
     """DIR/model.json for the export in DIR (`files`: .tflite name -> entry with recipe, signatures)."""
     tokenizer_files = sorted(os.listdir(os.path.join(directory, "tokenizer")))
@@ -33,8 +44,8 @@ def write(directory, config, files, max_seq_len, prefill_len):
         "max_seq_len": max_seq_len,
         "prefill_len": prefill_len,
         "cache": CACHE_DESIGN,
-        "special_tokens": {"eos_token_id": config.eos_token_id, "bos_token_id": config.bos_token_id,
-                           "pad_token_id": config.eos_token_id},
+        "special_tokens": special_tokens(config)[0],
+        "special_tokens_outside_vocab": special_tokens(config)[1],
         "tokenizer": {"files": [f"tokenizer/{n}" for n in tokenizer_files], "type": "gpt2-byte-level-bpe"},
         "models": {name: {"recipe": e["recipe"], "signatures": e["signatures"]} for name, e in files.items()},
         "sha256": {},

@@ -19,6 +19,17 @@ import numpy as np
 from tfgpt2.export import contract, recipes, worker
 from tfgpt2.export.source import source_config
 
+DEFAULT_MAX_SEQ_LEN, DEFAULT_PREFILL_LEN = 256, 64
+
+
+def default_lengths(config, max_seq_len=None, prefill_len=None):
+    """(max_seq_len, prefill_len): what was given, else 256 / 64 cut to fit the model's n_positions."""
+    if max_seq_len is None:
+        max_seq_len = min(DEFAULT_MAX_SEQ_LEN, config.n_positions)
+    if prefill_len is None:
+        prefill_len = max(1, min(DEFAULT_PREFILL_LEN, max_seq_len // 4))
+    return max_seq_len, prefill_len
+
 
 def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
     if not quantize:
@@ -42,7 +53,7 @@ def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, ca
                          f"n_positions ({n}); lower --max-seq-len or --prefill-len.")
 
 
-def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256, prefill_len=64,
+def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=None, prefill_len=None,
            held_out=None, calibration=None, text_signature=False, log=print):
     """Runs every stage; returns the report dict.
 
@@ -51,9 +62,10 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
     (`tfgpt2/export/worker.py`), so no process holds the model and the converter at once.
     `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for
     int8-full; `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF
-    Text ops).
+    Text ops). `max_seq_len` / `prefill_len` default from the model (default_lengths).
     """
     quantize = list(quantize)
+    max_seq_len, prefill_len = default_lengths(source_config(src), max_seq_len, prefill_len)
     check_targets(source_config(src), out, quantize, overwrite, max_seq_len, prefill_len, calibration)
     tmp = tempfile.mkdtemp(prefix=".tfgpt2-export-", dir=os.path.dirname(os.path.abspath(out)))
     scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
@@ -108,6 +120,11 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=256
             entry["decode_tok_s"] = verify.decode_speed(path)
             if held_out is not None:
                 entry["fidelity"] = verify.fidelity(model, path, np.asarray(held_out, np.int32), prefill_len)
+        dropped = contract.special_tokens(model.config)[1]
+        for name, value in dropped.items():
+            log(f"note: {name} {value} is outside the vocabulary ({model.config.vocab_size}); the export never feeds "
+                "it to the model or stops on it (model.json: special_tokens_outside_vocab)")
+        report["special_tokens_outside_vocab"] = dropped
         contract.write(tmp, model.config, files, max_seq_len, prefill_len)
         export_report.write(tmp, report)
         if os.path.exists(out):

@@ -9,6 +9,7 @@ main DIR/saved_model/1 keeps to core ops. Serve it with a TF Serving build that 
 
 import tensorflow as tf
 
+from tfgpt2.export.contract import special_tokens
 from tfgpt2.export.saved_model import SCALAR_F, SCALAR_I, GPT2Serving
 from tfgpt2.text_graph import GPT2GraphTokenizer
 
@@ -29,12 +30,13 @@ class GPT2TextServing(GPT2Serving):
         ragged = self.tokenizer.encode(text)  # (B, None)
         lengths = tf.cast(ragged.row_lengths(), tf.int32)  # (B,)
         width = tf.maximum(tf.reduce_max(lengths), 1)
-        eos = self.cfg.eos_token_id
-        right = ragged.to_tensor(default_value=eos, shape=[None, None])  # (B, T) right-padded
-        right = tf.pad(right, [[0, 0], [0, width - tf.shape(right)[1]]], constant_values=eos)
+        eos = special_tokens(self.cfg)[0]["eos_token_id"]
+        fill, eos = (0, -1) if eos is None else (eos, eos)  # padding fed to the model must be a real id
+        right = ragged.to_tensor(default_value=fill, shape=[None, None])  # (B, T) right-padded
+        right = tf.pad(right, [[0, 0], [0, width - tf.shape(right)[1]]], constant_values=fill)
         shift = width - lengths  # left-pad by moving each row right
         source = tf.range(width)[None, :] - shift[:, None]  # (B, T)
-        ids = tf.where(source >= 0, tf.gather(right, tf.maximum(source, 0), batch_dims=1), eos)  # (B, T)
+        ids = tf.where(source >= 0, tf.gather(right, tf.maximum(source, 0), batch_dims=1), fill)  # (B, T)
         mask = tf.cast(source >= 0, tf.int32)  # (B, T)
         out = self._generate(ids, mask, max_new_tokens, temperature, top_k, top_p, tf.constant(1.0), seed,
                              tf.constant(eos))

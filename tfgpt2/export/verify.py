@@ -132,7 +132,8 @@ def verify_dir(directory, log=print):
         import tensorflow as tf
 
         fn = tf.saved_model.load(saved).signatures["serving_default"]
-        ids = tf.constant([[written["special_tokens"]["eos_token_id"]] * 2], tf.int32)
+        eos = written["special_tokens"].get("eos_token_id")
+        ids = tf.constant([[eos if eos is not None else 0] * 2], tf.int32)  # an id inside the vocabulary
         logits = fn(input_ids=ids, attention_mask=tf.ones_like(ids))["logits"]
         log(f"saved_model/1: serving_default ran, logits {tuple(logits.shape)}")
     if problems:
