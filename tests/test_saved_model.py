@@ -50,6 +50,60 @@ CHILD = textwrap.dedent("""
 """)
 
 
+# The model server's loader: a TF1 session over the MetaGraph, signatures run by tensor name.
+TF1_CHILD = textwrap.dedent("""
+    import sys, threading, time
+    import numpy as np, tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+    tf1 = tf.compat.v1
+    tf1.disable_eager_execution()
+    inputs = np.load(sys.argv[2])
+    ids, mask = inputs["ids"], inputs["mask"]
+    sess = tf1.Session(graph=tf.Graph())
+    meta = tf1.saved_model.loader.load(sess, ["serve"], sys.argv[1])
+    def run(name, **feeds):
+        sig = meta.signature_def[name]
+        fetch = {k: v.name for k, v in sig.outputs.items()}
+        return sess.run(fetch, {sig.inputs[k].name: v for k, v in feeds.items()})
+    out = {"signatures": np.array(sorted(meta.signature_def))}
+    out["logits"] = run("serving_default", input_ids=ids, attention_mask=mask)["logits"]
+    def gen(t, k, p, seed):
+        return run("generate", input_ids=ids, attention_mask=mask, max_new_tokens=np.int32(12),
+                   temperature=np.float32(t), top_k=np.int32(k), top_p=np.float32(p),
+                   repetition_penalty=np.float32(1.0), seed=np.int64(seed), eos_token_id=np.int32(-1))
+    out["greedy"] = gen(0.0, 0, 1.0, 0)["sequences"]
+    out["sampled"] = gen(0.8, 5, 0.9, 7)["sequences"]
+    pre = run("prefill", input_ids=ids, attention_mask=mask, max_new_tokens=np.int32(3))
+    out["prefill_logits"] = pre["logits"]
+    dec = run("decode", token_ids=np.argmax(pre["logits"], -1).astype(np.int32), key_values=pre["key_values"],
+              cache_mask=pre["cache_mask"], cache_index=pre["cache_index"])
+    out["decode_logits"] = dec["logits"]
+    warm = 0
+    for record in tf1.io.tf_record_iterator(sys.argv[1] + "/assets.extra/tf_serving_warmup_requests"):
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        run(request.model_spec.signature_name, **{k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        warm += 1
+    out["warmup_records"] = warm
+    results, errors = [], []
+    def client(i):  # 8 threads on one session for a bounded time, alternating greedy and sampled requests
+        end = time.time() + 3.0
+        while time.time() < end:
+            try:
+                results.append(("greedy", gen(0.0, 0, 1.0, 0)["sequences"]) if i % 2 else
+                               ("sampled", gen(0.8, 5, 0.9, 7)["sequences"]))
+            except Exception as e:
+                errors.append(repr(e))
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    out["concurrent_calls"] = len(results)
+    out["concurrent_mismatches"] = sum(not np.array_equal(r, out[kind]) for kind, r in results)
+    out["concurrent_errors"] = np.array(errors[:3] or [""])
+    assert "tfgpt2" not in sys.modules
+    np.savez(sys.argv[3], **out)
+""")
+
+
 @pytest.fixture(scope="module")
 def exported(hf_checkpoints, tmp_path_factory):
     _, path = hf_checkpoints["wide-gelu-inv_idx"]
@@ -62,9 +116,11 @@ def exported(hf_checkpoints, tmp_path_factory):
     mask[1, :2] = 0  # left padding
     np.savez(root / "in.npz", ids=ids, mask=mask)
     (root / "child.py").write_text(CHILD)
-    argv = [str(root / "saved_model" / "1"), str(root / "in.npz"), str(root / "out.npz")]
-    run_python(f"import runpy, sys; sys.argv = ['child', *{argv!r}]; runpy.run_path({str(root / 'child.py')!r})")
-    return model, ids, mask, dict(np.load(root / "out.npz"))
+    (root / "tf1_child.py").write_text(TF1_CHILD)
+    for child, result in (("child.py", "out.npz"), ("tf1_child.py", "tf1.npz")):
+        argv = [str(root / "saved_model" / "1"), str(root / "in.npz"), str(root / result)]
+        run_python(f"import runpy, sys; sys.argv = ['child', *{argv!r}]; runpy.run_path({str(root / child)!r})")
+    return model, ids, mask, dict(np.load(root / "out.npz")), dict(np.load(root / "tf1.npz"))
 
 
 def _positions(mask):
@@ -72,14 +128,14 @@ def _positions(mask):
 
 
 def test_serving_default_logits_match_keras(exported):
-    model, ids, mask, out = exported
+    model, ids, mask, out, _ = exported
     ref = model(ids, attention_mask=mask, position_ids=_positions(mask)).logits.numpy()
     real = mask.astype(bool)
     assert np.abs(out["logits"][real] - ref[real]).max() <= 1e-4
 
 
 def test_generate_signature_greedy_and_sampled_tokens_identical(exported):
-    model, ids, mask, out = exported
+    model, ids, mask, out, _ = exported
     greedy = model.generate(ids, attention_mask=mask, max_new_tokens=12).numpy()[:, 6:]
     sampled = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.8,
                              top_k=5, top_p=0.9, seed=7).numpy()[:, 6:]
@@ -88,7 +144,7 @@ def test_generate_signature_greedy_and_sampled_tokens_identical(exported):
 
 
 def test_prefill_decode_signatures_match_keras(exported):
-    model, ids, mask, out = exported
+    model, ids, mask, out, _ = exported
     full = model(ids, attention_mask=mask, position_ids=_positions(mask)).logits.numpy()
     assert np.abs(out["prefill_logits"] - full[:, -1]).max() <= 1e-4
     nxt = np.argmax(out["prefill_logits"], -1)[:, None].astype("int32")
@@ -98,9 +154,25 @@ def test_prefill_decode_signatures_match_keras(exported):
 
 
 def test_warmup_records_parse_and_run_and_bad_ids_fail(exported):
-    _, _, _, out = exported
+    _, _, _, out, _ = exported
     assert int(out["warmup_records"]) == 4
     assert "input_ids must be <" in str(out["bad_ids_error"])
+
+
+def test_tf1_session_loader_runs_every_signature_like_keras(exported):
+    """TF Serving's loader (tf.compat.v1 loader.load + signature_def by tensor name) gives the numbers the
+    TF2 loader gives, which the tests above check against Keras; its warm-up replay and 8 concurrent
+    clients too."""
+    _, _, _, out, tf1 = exported
+    assert set(tf1["signatures"]) >= {"serving_default", "generate", "prefill", "decode"}
+    for key in ("logits", "prefill_logits", "decode_logits"):
+        assert np.abs(tf1[key] - out[key]).max() <= 1e-5, key
+    for key in ("greedy", "sampled"):
+        assert tf1[key].tolist() == out[key].tolist(), key
+    assert int(tf1["warmup_records"]) == int(out["warmup_records"]) == 4
+    print(f"8 clients, 3 s: {int(tf1['concurrent_calls'])} generate calls")
+    assert int(tf1["concurrent_calls"]) >= 8 and int(tf1["concurrent_mismatches"]) == 0
+    assert tf1["concurrent_errors"].tolist() == [""]
 
 
 TEXT_CHILD = textwrap.dedent("""

@@ -31,6 +31,9 @@ class GPT2Serving(tf.Module):
     def __init__(self, model, max_new_tokens_cap=128):
         super().__init__()
         self.model = model
+        # the raw tf.Variables as direct dependencies: without them the TF1 session loader (TF Serving,
+        # saved_model_cli run) finds no restored variable behind the signatures' captured handles
+        self.weights = [v.value for v in model.variables]
         self.cfg = model.config
         self.cap = min(max_new_tokens_cap, self.cfg.n_positions - 1)
         self.decoder = Decoder(model)
