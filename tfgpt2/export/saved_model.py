@@ -79,8 +79,16 @@ class GPT2Serving(tf.Module):
                           eos_token_id=tf.reshape(eos_token_id, [1]), pad_token_id=tf.maximum(eos_token_id, 0),
                           temperature=temperature, top_k=top_k, top_p=top_p,
                           repetition_penalty=repetition_penalty, seed=seed)
-            config = DecodeConfig(dynamic=True, num_steps=self.cap, head="fp32")
-            tokens, lengths, _ = self.decoder.run_loop(config, input_ids, attention_mask, params)
+            greedy = tf.logical_and(temperature <= 0.0, tf.equal(repetition_penalty, 1.0))
+
+            def loop(**choice):
+                tokens, lengths, _ = self.decoder.run_loop(
+                    DecodeConfig(num_steps=self.cap, head="fp32", **choice), input_ids, attention_mask, params)
+                return tokens, lengths
+
+            # plain greedy requests skip the sampling machinery at run time (the int8-screened head needs a
+            # static batch size, which a serving signature does not have)
+            tokens, lengths = tf.cond(greedy, loop, lambda: loop(dynamic=True))
         return {"sequences": tokens[:, :max_new_tokens], "num_generated": lengths}
 
     def _prefill(self, input_ids, attention_mask, max_new_tokens):
