@@ -105,11 +105,11 @@ def _check(model, data, plain, tensors, flags):
 SUBSETS = [c for n in range(6) for c in itertools.combinations(TENSORS, n)]
 
 
-def test_every_input_combination_with_all_flags_on_and_off(case):
+def test_every_input_combination_with_all_flags_on_or_off(case):
+    """The default run: each input subset once, flags all on or all off in turn (--slow: every flag mix)."""
     model, data, plain = case
-    for tensors in SUBSETS:
-        for on in (False, True):
-            _check(model, data, plain, tensors, dict.fromkeys(FLAGS, on))
+    for n, tensors in enumerate(SUBSETS):
+        _check(model, data, plain, tensors, dict.fromkeys(FLAGS, n % 2 == 0))
 
 
 @pytest.mark.slow

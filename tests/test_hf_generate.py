@@ -127,7 +127,8 @@ def test_scores_equal_transformers(pair):
         assert (mine.numpy()[~finite] <= -1e8).all()  # transformers' -inf is tfgpt2's -1e9
 
 
-XLA_CASES = [dict(max_new_tokens=10), dict(do_sample=True, top_k=8, top_p=0.9, seed=11, max_new_tokens=10),
+XLA_CASES = [dict(max_new_tokens=10),
+             pytest.param(dict(do_sample=True, top_k=8, top_p=0.9, seed=11, max_new_tokens=10), marks=pytest.mark.slow),
              pytest.param(dict(num_beams=2, max_new_tokens=8), marks=pytest.mark.slow),
              pytest.param(dict(no_repeat_ngram_size=2, bad_words_ids=[[5, 6]], max_new_tokens=10),
                           marks=pytest.mark.slow)]
@@ -195,8 +196,9 @@ def sharp(pair, tmp_path_factory):
     return cfg, hf, TFGPT2LMHeadModel.from_pretrained(str(path))
 
 
-SAMPLERS = [dict(temperature=0.7, top_k=12, top_p=0.9), dict(typical_p=0.8), dict(temperature=1.3),
-            dict(repetition_penalty=1.8, top_k=0)]
+SAMPLERS = [dict(temperature=0.7, top_k=12, top_p=0.9), dict(typical_p=0.8),
+            pytest.param(dict(temperature=1.3), marks=pytest.mark.slow),
+            pytest.param(dict(repetition_penalty=1.8, top_k=0), marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("settings", SAMPLERS, ids=lambda k: ",".join(k))
