@@ -86,6 +86,7 @@ def test_eos_min_new_tokens_and_per_row_finishing(pair):
     assert eos not in ours[:, 4:12].tolist()
 
 
+@pytest.mark.slow  # the default run checks seeding in test_hf_generate.py
 def test_sampling_seeds_top_k_1_and_eager_equals_xla(pair):
     cfg, _, model = pair
     ids = np.random.default_rng(6).integers(1, cfg["vocab_size"], (2, 5)).astype("int32")

@@ -163,8 +163,7 @@ def test_predict_and_fit_with_hf_inputs(case):
     assert "past_key_values" not in predicted
     key = MAIN[name][0]
     assert max_diff(predicted[key], model(**x, use_cache=False)[key]) <= 1e-5
-    if name == "TFGPT2LMHeadModel":  # the heads: test_heads_fit_with_hf_inputs (--slow)
-        _fit(model, x)
+    # fit on these inputs: test_fit_with_hf_inputs (--slow)
 
 
 def _fit(model, x):
@@ -174,12 +173,14 @@ def _fit(model, x):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cls", [TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification], ids=lambda c: c.__name__)
-def test_heads_fit_with_hf_inputs(cls):
+@pytest.mark.parametrize("cls", [TFGPT2LMHeadModel, TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification],
+                         ids=lambda c: c.__name__)
+def test_fit_with_hf_inputs(cls):
     model = cls(GPT2Config(**CFG))
     shape = (2, 2, 6) if cls is TFGPT2DoubleHeadsModel else (2, 6)
     rng = np.random.default_rng(1)
     x = dict(input_ids=rng.integers(0, CFG["vocab_size"], shape), attention_mask=np.ones(shape, "int32"),
              token_type_ids=rng.integers(0, 5, shape), position_ids=np.broadcast_to(np.arange(6), shape))
-    x["mc_labels" if cls is TFGPT2DoubleHeadsModel else "labels"] = np.array([0, 1])
+    if cls is not TFGPT2LMHeadModel:
+        x["mc_labels" if cls is TFGPT2DoubleHeadsModel else "labels"] = np.array([0, 1])
     _fit(model, x)

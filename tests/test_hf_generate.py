@@ -46,20 +46,21 @@ def torch_generate(hf, ids, mask, **kwargs):
     return out
 
 
+SLOW = pytest.mark.slow  # the default run keeps one case per processor family; --slow runs them all
 CASES = [
     dict(),  # transformers' defaults: 20 new tokens, eos/pad from the checkpoint
-    dict(max_new_tokens=12),
+    pytest.param(dict(max_new_tokens=12), marks=SLOW),
     dict(max_length=16),
     dict(min_length=15, max_length=18),
-    dict(min_new_tokens=9, max_new_tokens=12),
-    dict(repetition_penalty=1.6, max_new_tokens=12),
+    pytest.param(dict(min_new_tokens=9, max_new_tokens=12), marks=SLOW),
+    pytest.param(dict(repetition_penalty=1.6, max_new_tokens=12), marks=SLOW),
     dict(no_repeat_ngram_size=2, max_new_tokens=24),
     dict(bad_words_ids=[[5], [7, 9], [11, 12, 13], [0]], max_new_tokens=16),
-    dict(eos_token_id=[3, 5], max_new_tokens=16),
+    pytest.param(dict(eos_token_id=[3, 5], max_new_tokens=16), marks=SLOW),
     dict(eos_token_id=4, pad_token_id=2, max_new_tokens=16),
-    dict(num_beams=3, max_new_tokens=10),
-    dict(num_beams=3, length_penalty=0.3, early_stopping=True, max_new_tokens=10),
-    dict(num_beams=2, early_stopping="never", length_penalty=2.0, max_new_tokens=10),
+    pytest.param(dict(num_beams=3, max_new_tokens=10), marks=SLOW),
+    pytest.param(dict(num_beams=3, length_penalty=0.3, early_stopping=True, max_new_tokens=10), marks=SLOW),
+    pytest.param(dict(num_beams=2, early_stopping="never", length_penalty=2.0, max_new_tokens=10), marks=SLOW),
     dict(num_beams=3, num_return_sequences=2, max_new_tokens=10),
     dict(num_beams=2, no_repeat_ngram_size=2, bad_words_ids=[[7]], repetition_penalty=1.3, min_new_tokens=3,
          max_new_tokens=12),
