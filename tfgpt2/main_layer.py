@@ -134,13 +134,11 @@ class TFGPT2MainLayer(keras.layers.Layer):
 
 def _key_mask(past, attention_mask, batch, length, index):
     """(B, S) int32: 1 where a key slot may be attended (causality is added by attention_bias)."""
-    if past is None:
-        if attention_mask is None:
-            return tf.ones((batch, length), tf.int32)
-        return tf.cast(tf.cast(attention_mask, tf.float32) > 0, tf.int32)  # (B, T)
-    if attention_mask is None:
-        return tf.ones_like(past.mask)  # HF: no mask attends to every cached token
+    if attention_mask is None:  # HF: no mask attends to every (cached) token
+        return tf.ones((batch, length), tf.int32) if past is None else tf.ones_like(past.mask)
     mask = tf.cast(tf.cast(attention_mask, tf.float32) > 0, tf.int32)  # (B, T) new tokens, or (B, P + T)
+    if past is None:
+        return mask
     new_only = lambda: ops.slice_update(past.mask, (0, index), mask[:, -length:])  # noqa: E731
     full = lambda: ops.slice_update(tf.zeros_like(past.mask), (0, 0), mask)  # noqa: E731
     static_length = tf.get_static_value(length)
@@ -211,9 +209,9 @@ def check_inputs(config, input_ids, attention_mask=None, past_key_values=None, r
         if isinstance(past_key_values, KVCache):
             index = _concrete(past_key_values.index)
             past_len = int(index) if index is not None else None  # None: only known when the graph runs
-        elif _legacy_past_length(past_key_values, config) is not None:
-            past_len = _legacy_past_length(past_key_values, config)
         else:
+            past_len = _legacy_past_length(past_key_values, config)
+        if past_len is None and not isinstance(past_key_values, KVCache):
             raise GPT2InputError("past_key_values must be the cache a previous call returned (out.past_key_values), "
                                  f"KVCache.empty(config, batch, capacity), or HF's per-layer tuple ({config.n_layer}).")
     if length is not None and past_len is not None and past_len + length > config.n_positions:

@@ -38,14 +38,15 @@ def special_tokens(config):
 def write(directory, config, files, max_seq_len, prefill_len):
     """DIR/model.json for the export in DIR (`files`: .tflite name -> entry with recipe, signatures)."""
     tokenizer_files = sorted(os.listdir(os.path.join(directory, "tokenizer")))
+    used, outside = special_tokens(config)
     contract = {
         "format_version": FORMAT_VERSION,
         "config": {k: v for k, v in config.to_dict().items() if k != "extra"},
         "max_seq_len": max_seq_len,
         "prefill_len": prefill_len,
         "cache": CACHE_DESIGN,
-        "special_tokens": special_tokens(config)[0],
-        "special_tokens_outside_vocab": special_tokens(config)[1],
+        "special_tokens": used,
+        "special_tokens_outside_vocab": outside,
         "tokenizer": {"files": [f"tokenizer/{n}" for n in tokenizer_files], "type": "gpt2-byte-level-bpe"},
         "models": {name: {"recipe": e["recipe"], "signatures": e["signatures"]} for name, e in files.items()},
         "sha256": {},

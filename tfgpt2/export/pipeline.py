@@ -65,8 +65,9 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
     Text ops). `max_seq_len` / `prefill_len` default from the model (default_lengths).
     """
     quantize = list(quantize)
-    max_seq_len, prefill_len = default_lengths(source_config(src), max_seq_len, prefill_len)
-    check_targets(source_config(src), out, quantize, overwrite, max_seq_len, prefill_len, calibration)
+    config = source_config(src)
+    max_seq_len, prefill_len = default_lengths(config, max_seq_len, prefill_len)
+    check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration)
     tmp = tempfile.mkdtemp(prefix=".tfgpt2-export-", dir=os.path.dirname(os.path.abspath(out)))
     scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
     start = time.time()

@@ -16,6 +16,7 @@ import os
 
 import tensorflow as tf
 
+from tfgpt2 import cache as kv_cache
 from tfgpt2.cache import KVCache
 from tfgpt2.generation import DecodeConfig, Decoder
 
@@ -60,7 +61,7 @@ class GPT2Serving(tf.Module):
     def _logits(self, input_ids, attention_mask):
         with tf.control_dependencies(self._check(input_ids)):
             mask = tf.cast(attention_mask > 0, tf.int32)
-            positions = tf.maximum(tf.cumsum(mask, axis=1) - 1, 0)  # left padding is inert, as in generate
+            positions = kv_cache.new_positions(tf.zeros_like(mask), mask)  # left padding is inert, as in generate
             out = self.model(input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
             return {"logits": out.logits}
 

@@ -128,8 +128,8 @@ class Decoder:
             nxt, processed, seen, done, misses = pick(context, carried, seen, tf.constant(history) if
                                                       config.uses_history else None, done, misses, tf.constant(i),
                                                       params)
-            history[:, ids.shape[1] + i] = nxt.numpy()
             tokens.append(nxt.numpy())
+            history[:, ids.shape[1] + i] = tokens[-1]
             if config.output_scores:
                 scores.append(processed.numpy())
             if streamer is not None:

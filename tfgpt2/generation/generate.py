@@ -82,11 +82,12 @@ def decode_config(s, prompt_length, n_positions):
 
 
 def _default_mask(ids, config):
-    """transformers: pads are masked when the pad id appears in the prompt and is not an eos id."""
+    """transformers: pads are masked when the pad id appears in the prompt and is not an eos id (B, T) int32;
+    `ids` a tensor, eager or traced."""
     pad = config.pad_token_id
-    if pad is not None and pad not in config.eos_token_id and bool(np.any(ids == pad)):
-        return (ids != pad).astype(np.int32)
-    return np.ones_like(ids)
+    if pad is None or pad in config.eos_token_id:
+        return tf.ones_like(ids)
+    return tf.cast(tf.not_equal(ids, pad), tf.int32)  # no pad in the prompt: all ones
 
 
 def generate(model, input_ids=None, attention_mask=None, generation_config=None, streamer=None, jit_compile=True,
@@ -107,7 +108,8 @@ def generate(model, input_ids=None, attention_mask=None, generation_config=None,
         return _generate_in_graph(model, input_ids, attention_mask, settings, streamer)
     ids = np.asarray(check_inputs(cfg, input_ids, attention_mask)).astype(np.int32)
     config = decode_config(settings, ids.shape[1], cfg.n_positions)
-    mask = _default_mask(ids, config) if attention_mask is None else (np.asarray(attention_mask) > 0).astype(np.int32)
+    mask = _default_mask(tf.constant(ids), config).numpy() if attention_mask is None else \
+        (np.asarray(attention_mask) > 0).astype(np.int32)
     if (np.diff(mask, axis=1) < 0).any():
         raise GPT2InputError("attention_mask has padding on the right; generation needs left padding "
                              "(tokenizer(..., padding=True, padding_side='left')).")
@@ -163,9 +165,8 @@ def _generate_in_graph(model, input_ids, attention_mask, settings, streamer):
                              "length (tokenizer(..., padding='max_length')).")
     config = decode_config(settings, length, cfg.n_positions)
     config.validate(length, cfg.n_positions)
-    mask = tf.ones_like(ids) if attention_mask is None else tf.cast(tf.cast(attention_mask, tf.float32) > 0, tf.int32)
-    if attention_mask is None and config.pad_token_id is not None and config.pad_token_id not in config.eos_token_id:
-        mask = tf.cast(tf.not_equal(ids, config.pad_token_id), tf.int32)  # transformers' default mask
+    mask = _default_mask(ids, config) if attention_mask is None else \
+        tf.cast(tf.cast(attention_mask, tf.float32) > 0, tf.int32)
     rows = settings["num_return_sequences"] if config.do_sample else 1
     ids, mask = tf.repeat(ids, rows * config.num_beams, 0), tf.repeat(mask, rows * config.num_beams, 0)
     config = config.replace(num_steps=config.max_new_tokens,

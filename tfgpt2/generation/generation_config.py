@@ -56,7 +56,7 @@ def check_names(values, where="generation setting"):
         if name in DEFAULTS or name in _IGNORED or name.startswith("_"):
             continue
         if name in UNSUPPORTED_OFF:
-            if value not in (None, UNSUPPORTED_OFF[name]) and value != UNSUPPORTED_OFF[name]:
+            if value is not None and value != UNSUPPORTED_OFF[name]:
                 raise GPT2InputError(f"{name}={value!r} is not supported by tfgpt2's generate(); it supports "
                                      f"{', '.join(sorted(DEFAULTS))}.")
             continue
