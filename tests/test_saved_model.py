@@ -19,12 +19,19 @@ CHILD = textwrap.dedent("""
     ids, mask = tf.constant(inputs["ids"]), tf.constant(inputs["mask"])
     out = {}
     out["logits"] = m.signatures["serving_default"](input_ids=ids, attention_mask=mask)["logits"].numpy()
-    def gen(t, k, p, seed, eos):
-        return m.signatures["generate"](input_ids=ids, attention_mask=mask, max_new_tokens=tf.constant(12),
+    def gen(t, k, p, seed, eos, name="generate", input_ids=ids):
+        return m.signatures[name](input_ids=input_ids, attention_mask=mask, max_new_tokens=tf.constant(12),
             temperature=tf.constant(t), top_k=tf.constant(k), top_p=tf.constant(p),
             repetition_penalty=tf.constant(1.0), seed=tf.constant(seed, tf.int64), eos_token_id=tf.constant(eos))
-    out["greedy"] = gen(0.0, 0, 1.0, 0, -1)["sequences"].numpy()
-    out["sampled"] = gen(0.8, 5, 0.9, 7, -1)["sequences"].numpy()
+    for name in ("generate", "generate_xla"):
+        out[name + "_greedy"] = gen(0.0, 0, 1.0, 0, -1, name)["sequences"].numpy()
+        out[name + "_sampled"] = gen(0.8, 5, 0.9, 7, -1, name)["sequences"].numpy()
+        try:
+            bad = np.array(inputs["ids"]); bad[0, 0] = 10 ** 6
+            gen(0.0, 0, 1.0, 0, -1, name, tf.constant(bad))
+            out[name + "_bad_ids_error"] = ""
+        except tf.errors.InvalidArgumentError as e:
+            out[name + "_bad_ids_error"] = " ".join(e.message.split())[:300]
     pre = m.signatures["prefill"](input_ids=ids, attention_mask=mask, max_new_tokens=tf.constant(3))
     out["prefill_logits"] = pre["logits"].numpy()
     token = tf.argmax(pre["logits"], -1, output_type=tf.int32)
@@ -67,12 +74,13 @@ TF1_CHILD = textwrap.dedent("""
         return sess.run(fetch, {sig.inputs[k].name: v for k, v in feeds.items()})
     out = {"signatures": np.array(sorted(meta.signature_def))}
     out["logits"] = run("serving_default", input_ids=ids, attention_mask=mask)["logits"]
-    def gen(t, k, p, seed):
-        return run("generate", input_ids=ids, attention_mask=mask, max_new_tokens=np.int32(12),
+    def gen(t, k, p, seed, name="generate"):
+        return run(name, input_ids=ids, attention_mask=mask, max_new_tokens=np.int32(12),
                    temperature=np.float32(t), top_k=np.int32(k), top_p=np.float32(p),
                    repetition_penalty=np.float32(1.0), seed=np.int64(seed), eos_token_id=np.int32(-1))
-    out["greedy"] = gen(0.0, 0, 1.0, 0)["sequences"]
-    out["sampled"] = gen(0.8, 5, 0.9, 7)["sequences"]
+    for name in ("generate", "generate_xla"):
+        out[name + "_greedy"] = gen(0.0, 0, 1.0, 0, name)["sequences"]
+        out[name + "_sampled"] = gen(0.8, 5, 0.9, 7, name)["sequences"]
     pre = run("prefill", input_ids=ids, attention_mask=mask, max_new_tokens=np.int32(3))
     out["prefill_logits"] = pre["logits"]
     dec = run("decode", token_ids=np.argmax(pre["logits"], -1).astype(np.int32), key_values=pre["key_values"],
@@ -89,8 +97,8 @@ TF1_CHILD = textwrap.dedent("""
         end = time.time() + 2.0
         while time.time() < end:
             try:
-                results.append(("greedy", gen(0.0, 0, 1.0, 0)["sequences"]) if i % 2 else
-                               ("sampled", gen(0.8, 5, 0.9, 7)["sequences"]))
+                results.append(("generate_greedy", gen(0.0, 0, 1.0, 0)["sequences"]) if i % 2 else
+                               ("generate_sampled", gen(0.8, 5, 0.9, 7)["sequences"]))
             except Exception as e:
                 errors.append(repr(e))
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
@@ -134,13 +142,16 @@ def test_serving_default_logits_match_keras(exported):
     assert np.abs(out["logits"][real] - ref[real]).max() <= 1e-4
 
 
-def test_generate_signature_greedy_and_sampled_tokens_identical(exported):
+def test_generate_signatures_greedy_and_sampled_tokens_identical(exported):
+    """generate (plain graph) and generate_xla (the int8-screened greedy head at this batch size) both."""
     model, ids, mask, out, _ = exported
     greedy = model.generate(ids, attention_mask=mask, max_new_tokens=12).numpy()[:, 6:]
     sampled = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.8,
                              top_k=5, top_p=0.9, seed=7).numpy()[:, 6:]
-    assert out["greedy"].tolist() == greedy.tolist()
-    assert out["sampled"].tolist() == sampled.tolist()
+    for name in ("generate", "generate_xla"):
+        assert out[name + "_greedy"].tolist() == greedy.tolist(), name
+        assert out[name + "_sampled"].tolist() == sampled.tolist(), name
+        assert "input_ids must be <" in str(out[name + "_bad_ids_error"]), name
 
 
 def test_prefill_decode_signatures_match_keras(exported):
@@ -164,10 +175,11 @@ def test_tf1_session_loader_runs_every_signature_like_keras(exported):
     TF2 loader gives, which the tests above check against Keras; its warm-up replay and 8 concurrent
     clients too."""
     _, _, _, out, tf1 = exported
-    assert set(tf1["signatures"]) >= {"serving_default", "generate", "prefill", "decode"}
+    assert set(tf1["signatures"]) - {"__saved_model_init_op"} == {"serving_default", "generate", "generate_xla",
+                                                                 "prefill", "decode"}
     for key in ("logits", "prefill_logits", "decode_logits"):
         assert np.abs(tf1[key] - out[key]).max() <= 1e-5, key
-    for key in ("greedy", "sampled"):
+    for key in ("generate_greedy", "generate_sampled", "generate_xla_greedy", "generate_xla_sampled"):
         assert tf1[key].tolist() == out[key].tolist(), key
     assert int(tf1["warmup_records"]) == int(out["warmup_records"]) == 4
     print(f"8 clients, 2 s: {int(tf1['concurrent_calls'])} generate calls")

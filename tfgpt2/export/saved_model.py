@@ -12,13 +12,15 @@ Bad ids or lengths fail the request with InvalidArgument (graph asserts), never 
 Warm-up requests for TF Serving go to `assets.extra/tf_serving_warmup_requests`.
 """
 
+import functools
 import os
 
+import keras
 import tensorflow as tf
 
 from tfgpt2 import cache as kv_cache
 from tfgpt2.cache import KVCache
-from tfgpt2.generation import DecodeConfig, Decoder
+from tfgpt2.generation import DecodeConfig, Decoder, heads
 
 IDS = tf.TensorSpec([None, None], tf.int32, "input_ids")
 MASK = tf.TensorSpec([None, None], tf.int32, "attention_mask")
@@ -39,9 +41,15 @@ class GPT2Serving(tf.Module):
         self.cap = min(max_new_tokens_cap, self.cfg.n_positions - 1)
         self.decoder = Decoder(model)
         self.serving_default = tf.function(self._logits, input_signature=[IDS, MASK])
-        self.generate = tf.function(self._generate, input_signature=[
+        generate_inputs = [
             IDS, MASK, SCALAR_I("max_new_tokens"), SCALAR_F("temperature"), SCALAR_I("top_k"), SCALAR_F("top_p"),
-            SCALAR_F("repetition_penalty"), tf.TensorSpec([], tf.int64, "seed"), SCALAR_I("eos_token_id")])
+            SCALAR_F("repetition_penalty"), tf.TensorSpec([], tf.int64, "seed"), SCALAR_I("eos_token_id")]
+        self.generate = tf.function(self._generate, input_signature=generate_inputs)
+        # the same checks outside XLA (it drops Assert ops), the loops compiled inside
+        self._compiled_loops = tf.function(lambda ids, mask, params: self._loops(ids, mask, params, screen=True),
+                                           jit_compile=True)
+        self.generate_xla = tf.function(functools.partial(self._generate, compiled=True),
+                                        input_signature=generate_inputs)
         self.prefill = tf.function(self._prefill, input_signature=[IDS, MASK, SCALAR_I("max_new_tokens")])
         kv = tf.TensorSpec([self.cfg.n_layer, 2, None, self.cfg.n_head, None, self.cfg.head_dim], tf.float32,
                            "key_values")
@@ -66,7 +74,7 @@ class GPT2Serving(tf.Module):
             return {"logits": out.logits}
 
     def _generate(self, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
-                  repetition_penalty, seed, eos_token_id):
+                  repetition_penalty, seed, eos_token_id, compiled=False):
         checks = self._check(input_ids, max_new_tokens) + [
             tf.debugging.assert_positive(max_new_tokens, message="max_new_tokens must be >= 1"),
             tf.debugging.assert_less_equal(max_new_tokens, self.cap,
@@ -76,21 +84,35 @@ class GPT2Serving(tf.Module):
             tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0 (0 = greedy)"),
             tf.debugging.assert_positive(repetition_penalty, message="repetition_penalty must be > 0")]
         with tf.control_dependencies(checks):
-            params = dict(max_new_tokens=max_new_tokens, min_new_tokens=tf.constant(0),
+            params = dict(max_new_tokens=tf.identity(max_new_tokens), min_new_tokens=tf.constant(0),
                           eos_token_id=tf.reshape(eos_token_id, [1]), pad_token_id=tf.maximum(eos_token_id, 0),
                           temperature=temperature, top_k=top_k, top_p=top_p,
                           repetition_penalty=repetition_penalty, seed=seed)
-            greedy = tf.logical_and(temperature <= 0.0, tf.equal(repetition_penalty, 1.0))
-
-            def loop(**choice):
-                tokens, lengths, _ = self.decoder.run_loop(
-                    DecodeConfig(num_steps=self.cap, head="fp32", **choice), input_ids, attention_mask, params)
-                return tokens, lengths
-
-            # plain greedy requests skip the sampling machinery at run time (the int8-screened head needs a
-            # static batch size, which a serving signature does not have)
-            tokens, lengths = tf.cond(greedy, loop, lambda: loop(dynamic=True))
+            if compiled:
+                tokens, lengths = self._compiled_loops(input_ids, attention_mask, params)
+            else:
+                # every weight read once per request, not once per step inside the loop
+                values = [(v, tf.identity(v.value)) for v in self.model.variables]
+                with keras.StatelessScope(state_mapping=values):
+                    tokens, lengths = self._loops(input_ids, attention_mask, params, screen=False)
         return {"sequences": tokens[:, :max_new_tokens], "num_generated": lengths}
+
+    def _loops(self, input_ids, attention_mask, params, screen):
+        """The decode loop a request needs, chosen at run time: plain greedy skips the sampling machinery,
+        and with `screen` (XLA only: without it the int8 -> fp32 convert is a full fp32 copy of wte every
+        step) small greedy batches pick tokens through the int8-screened head."""
+        greedy = tf.logical_and(params["temperature"] <= 0.0, tf.equal(params["repetition_penalty"], 1.0))
+
+        def loop(**choice):
+            tokens, lengths, _ = self.decoder.run_loop(
+                DecodeConfig(**{"num_steps": self.cap, "head": "fp32", **choice}), input_ids, attention_mask, params)
+            return tokens, lengths
+
+        greedy_loop = loop
+        if screen and heads.screen_applies(DecodeConfig(), 1, self.model.transformer):
+            small = tf.shape(input_ids)[0] <= heads.SCREEN_MAX_BATCH
+            greedy_loop = lambda: tf.cond(small, lambda: loop(head="screened"), loop)  # noqa: E731
+        return tf.cond(greedy, greedy_loop, lambda: loop(dynamic=True))
 
     def _prefill(self, input_ids, attention_mask, max_new_tokens):
         with tf.control_dependencies(self._check(input_ids, max_new_tokens)):
@@ -117,7 +139,7 @@ def build(model, export_dir, max_new_tokens_cap=128, warmup=True):
     """Writes the SavedModel to `export_dir` (a TF Serving version dir, e.g. .../saved_model/1)."""
     module = GPT2Serving(model, max_new_tokens_cap)
     signatures = {"serving_default": module.serving_default, "generate": module.generate,
-                  "prefill": module.prefill, "decode": module.decode}
+                  "generate_xla": module.generate_xla, "prefill": module.prefill, "decode": module.decode}
     tf.saved_model.save(module, export_dir, signatures=signatures)
     if warmup:
         write_warmup(export_dir, model.config)

@@ -11,21 +11,40 @@ def repetition_penalty(logits, seen, penalty):
     return tf.where(seen, penalised, logits)
 
 
+TOP_K_SORTED = 256  # top_k up to this filters from a TopK of that width, not a sort of the whole vocabulary
+
+
 def top_k_top_p(logits, top_k, top_p, use_top_k, use_top_p):
-    """Masks logits outside the top-k and outside the smallest set with probability >= top_p."""
-    sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")  # (B, V)
-    vocab = tf.shape(logits)[-1]
+    """Masks logits outside the top-k and outside the smallest set with probability >= top_p.
+
+    With top-k on, both filters only ever keep tokens among the k largest logits, so for
+    k <= TOP_K_SORTED (a run-time choice) they read those from a TopK; else from the sorted row.
+    """
+    vocab = logits.shape[-1]
+    k = tf.clip_by_value(top_k, 1, vocab) if use_top_k else vocab
+
+    def kept(width):
+        ranked = tf.math.top_k(logits, width).values if width < vocab else tf.sort(logits, -1, "DESCENDING")
+        return _filter(logits, ranked, k, top_p, use_top_k, use_top_p)
+
+    if not use_top_k or vocab <= TOP_K_SORTED:
+        return kept(vocab)
+    return tf.cond(k <= TOP_K_SORTED, lambda: kept(TOP_K_SORTED), lambda: kept(vocab))
+
+
+def _filter(logits, ranked, k, top_p, use_top_k, use_top_p):
+    """top_k_top_p from `ranked` (B, W): each row's W largest logits in descending order, W >= k."""
+    width = ranked.shape[-1]
     if use_top_k:
-        k = tf.clip_by_value(top_k, 1, vocab)
-        kth = sorted_logits[:, k - 1:k]  # (B, 1)
+        kth = tf.gather(ranked, [k - 1], axis=1)  # (B, 1)
         logits = tf.where(logits < kth, MASKED, logits)
-        sorted_logits = tf.where(tf.range(vocab)[None] < k, sorted_logits, MASKED)
+        ranked = tf.where(tf.range(width)[None] < k, ranked, MASKED)
     if use_top_p:
-        probs = tf.nn.softmax(sorted_logits, axis=-1)  # (B, V)
+        probs = tf.nn.softmax(ranked, axis=-1)  # (B, W): the tokens past W have probability 0 after top-k
         before = tf.cumsum(probs, axis=-1, exclusive=True)  # mass ahead of each token
-        keep = tf.logical_or(before < top_p, tf.range(vocab)[None] == 0)  # keep >= 1 token
+        keep = tf.logical_or(before < top_p, tf.range(width)[None] == 0)  # keep >= 1 token
         keep = tf.logical_or(keep, top_p >= 1.0)  # 1.0 = off, whatever the float cumsum says
-        threshold = tf.reduce_min(tf.where(keep, sorted_logits, -MASKED), axis=-1, keepdims=True)  # (B, 1)
+        threshold = tf.reduce_min(tf.where(keep, ranked, -MASKED), axis=-1, keepdims=True)  # (B, 1)
         logits = tf.where(logits < threshold, MASKED, logits)
     return logits
 
@@ -86,7 +105,10 @@ def select(logits, seen, step, params, config):
         greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
         warped = logits / tf.maximum(params["temperature"], 1e-6)
         k = tf.where(params["top_k"] > 0, params["top_k"], tf.shape(logits)[-1])
-        warped = top_k_top_p(warped, k, params["top_p"], True, True)
+        filtering = tf.logical_or(params["top_k"] > 0, params["top_p"] < 1.0)
+        unfiltered = warped
+        warped = tf.cond(filtering, lambda: top_k_top_p(unfiltered, k, params["top_p"], True, True),
+                         lambda: unfiltered)
         sampled = sample(warped, params["seed"], step)
         return tf.where(params["temperature"] > 0, sampled, greedy), warped
     if not config.do_sample:

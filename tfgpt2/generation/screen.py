@@ -79,14 +79,7 @@ def screened_argmax(hidden, wte, screen, blocked):
     vocab, width, k = int(wte.shape[0]), int(wte.shape[1]), candidates(int(wte.shape[0]))
     rounding = _dot_rounding(width + 1) * 127.0
     h_l1 = tf.reduce_sum(tf.abs(hidden), axis=-1, keepdims=True) * (1.0 + _dot_rounding(width))  # (B, 1)
-    # + 0 that XLA can't prove is 0: otherwise it hoists the loop-invariant int8 -> fp32 convert out of
-    # the decode loop and reads a 4x larger fp32 copy every step (is_nan: a NaN row falls back anyway)
-    zero = tf.cast(tf.math.is_nan(hidden[0, 0]), tf.int8)
-    rows = tf.cast(screen.rows + zero, tf.float32)  # (V, C), converted inside the product
-    # one vector-matrix product per row: XLA fuses the convert only into those (a (B, C) x (C, V)
-    # product converts all of wte to fp32 first)
-    approx = tf.concat([tf.matmul(hidden[b:b + 1], rows, transpose_b=True) for b in range(hidden.shape[0])], 0)
-    approx = approx * screen.scale  # (B, V)
+    approx = _int8_products(hidden, screen.rows) * screen.scale  # (B, V)
     # 0.5: the int8 step (q is w / s rounded in fp32: off by <= 0.5 + 127 * 3 ulp); 2 x rounding: a_v's
     # own rounding plus room for the fp32 ops of this bound
     upper = approx + h_l1 * (screen.scale * (0.5 + 2.0 * rounding))  # (B, V)
@@ -101,6 +94,23 @@ def screened_argmax(hidden, wte, screen, blocked):
     tokens = tf.reduce_min(tf.where(exact == best[:, None], ids, vocab), axis=-1)  # (B,)
     margin = 2.0 * rounding * h_l1[:, 0] * tf.reduce_max(screen.scale)  # (B,) rounding of `exact`
     return tokens, tf.reduce_all(tf.reduce_min(top_upper, axis=-1) < best - margin)
+
+
+def _int8_products(hidden, int8_rows):
+    """hidden (B, C) . int8_rows (V, C) -> (B, V) fp32, one vector-matrix product per row: XLA fuses
+    the int8 -> fp32 convert only into those (a (B, C) x (C, V) product converts all of wte first).
+    A batch size known only at run time (a serving signature) loops over the rows."""
+
+    def row_product(row):  # (1, C) -> (1, V)
+        # + 0 that XLA can't prove is 0: otherwise it hoists the loop-invariant int8 -> fp32 convert out
+        # of the decode loop and reads a 4x larger fp32 copy every step (is_nan: a NaN row falls back anyway)
+        zero = tf.cast(tf.math.is_nan(row[0, 0]), tf.int8)
+        return tf.matmul(row, tf.cast(int8_rows + zero, tf.float32), transpose_b=True)
+
+    if hidden.shape[0] is not None:
+        return tf.concat([row_product(hidden[b:b + 1]) for b in range(hidden.shape[0])], 0)
+    return tf.map_fn(lambda row: row_product(row[None])[0], hidden,
+                     fn_output_signature=tf.TensorSpec([int8_rows.shape[0]], tf.float32))
 
 
 def full_argmax(hidden, wte, blocked):
