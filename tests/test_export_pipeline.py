@@ -59,6 +59,7 @@ def test_report_numbers(exported):
     (dict(quantize=["int3"]), ValueError, "unknown quantization"),
     (dict(max_seq_len=4096), ValueError, "n_positions"),
     (dict(out_exists=True), FileExistsError, "--overwrite"),
+    (dict(out_exists=True, not_an_export=True, overwrite=True), FileExistsError, "not a tfgpt2 export"),
     (dict(out="/proc/forbidden/x"), PermissionError, "writable"),
 ])
 def test_bad_targets_leave_nothing(hf_checkpoints, tmp_path, kwargs, error, match):
@@ -66,10 +67,63 @@ def test_bad_targets_leave_nothing(hf_checkpoints, tmp_path, kwargs, error, matc
     out = kwargs.pop("out", str(tmp_path / "x"))
     if kwargs.pop("out_exists", False):
         os.makedirs(out)
+    if kwargs.pop("not_an_export", False):  # --overwrite must never delete a directory that isn't an export
+        open(os.path.join(out, "thesis.tex"), "w").write("years of work")
     before = sorted(os.listdir(tmp_path))
     with pytest.raises(error, match=match):
         pipeline.export(path, out, **{"max_seq_len": 24, "prefill_len": 8, **kwargs}, log=lambda *_: None)
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def _export_dir(path, text):
+    os.makedirs(path)
+    open(os.path.join(path, "model.json"), "w").write(text)
+
+
+def _dead_pid():
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_overwrite_puts_the_previous_export_back_when_the_rename_fails(tmp_path, monkeypatch):
+    out, new = str(tmp_path / "e"), str(tmp_path / f"{pipeline.STAGING}{os.getpid()}-abc")
+    _export_dir(out, "previous")
+    _export_dir(new, "new")
+    rename = os.rename
+
+    def failing(src, dst):
+        if src == new:
+            raise OSError(18, "Invalid cross-device link")
+        return rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(OSError, match="cross-device"):
+        pipeline.replace(new, out)
+    assert open(os.path.join(out, "model.json")).read() == "previous"
+    assert sorted(os.listdir(tmp_path)) == sorted(["e", os.path.basename(new)])  # the caller removes `new`
+    monkeypatch.setattr(os, "rename", rename)
+    pipeline.replace(new, out)
+    assert open(os.path.join(out, "model.json")).read() == "new" and os.listdir(tmp_path) == ["e"]
+
+
+def test_next_export_cleans_up_after_a_killed_one(tmp_path):
+    """Killed between the two renames: the previous export comes back; staging of dead processes goes,
+    a running export's staging stays."""
+    dead, out = _dead_pid(), str(tmp_path / "e")
+    _export_dir(str(tmp_path / f"{pipeline.STAGING}{dead}-previous-e"), "previous")
+    os.makedirs(tmp_path / f"{pipeline.STAGING}{dead}-x1y2z3" / ".scratch")
+    running = f"{pipeline.STAGING}{os.getpid()}-q9w8e7"
+    os.makedirs(tmp_path / running)
+    pipeline.recover(out)
+    assert open(os.path.join(out, "model.json")).read() == "previous"
+    assert sorted(os.listdir(tmp_path)) == sorted(["e", running])
+    _export_dir(str(tmp_path / f"{pipeline.STAGING}{dead}-previous-e"), "stale")  # killed after the new one landed
+    pipeline.recover(out)
+    assert open(os.path.join(out, "model.json")).read() == "previous"
+    assert sorted(os.listdir(tmp_path)) == sorted(["e", running])
 
 
 def test_failure_in_the_conversion_child_leaves_no_partial_dir(hf_checkpoints, tmp_path):

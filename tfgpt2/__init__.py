@@ -23,6 +23,7 @@ _EXPORTS = {
     "GPT2ConfigError": "tfgpt2.errors",
     "CheckpointError": "tfgpt2.errors",
     "CheckpointNotFoundError": "tfgpt2.errors",
+    "ExportError": "tfgpt2.errors",
 }
 __all__ = list(_EXPORTS)
 

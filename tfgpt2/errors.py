@@ -15,3 +15,7 @@ class CheckpointError(ValueError):
 
 class CheckpointNotFoundError(FileNotFoundError):
     """No loadable checkpoint where one was asked for."""
+
+
+class ExportError(RuntimeError):
+    """An export step that failed outside this process (a conversion child that crashed or was killed)."""

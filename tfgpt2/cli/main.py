@@ -1,9 +1,12 @@
 """`tfgpt2` command line: one module per subcommand. Errors print one line and exit with code 2."""
 
+import errno
 import importlib
+import os
 import sys
 
 from tfgpt2.cli.common import Parser, native_logs_hidden, quiet_tf
+from tfgpt2.errors import ExportError
 
 COMMANDS = ("demo", "generate", "train", "export", "verify", "info", "bench")
 
@@ -28,13 +31,29 @@ def main(argv=None):
     with native_logs_hidden(args.debug):
         try:
             importlib.import_module(f"tfgpt2.cli.{args.command}").run(args)
-        except (ValueError, OSError) as e:  # FileNotFoundError, FileExistsError, PermissionError are OSErrors
+        except KeyboardInterrupt:
+            print(f"tfgpt2 {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 - every failure ends as one line (--debug: the traceback)
             if args.debug:
                 raise
-            message = " ".join(str(e).split())  # one line
-            print(f"tfgpt2 {args.command}: error: {message}", file=sys.stderr)
+            print(f"tfgpt2 {args.command}: error: {one_line(e)}", file=sys.stderr)
             return 2
     return 0
+
+
+FULL_DISK = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+KNOWN = (ValueError, OSError, ExportError)  # their messages name the fix; others get the class name too
+
+
+def one_line(error):
+    """The error as one line, with the fix when the cause is a full disk."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, KNOWN):
+        message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
+    if getattr(error, "errno", None) in FULL_DISK or any(os.strerror(n) in message for n in FULL_DISK):
+        message += " — the disk (or the file size limit) is full: free space or write elsewhere"
+    return message
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
     DIR/tokenizer/            vocab.json, merges.txt
     DIR/model.json            the contract the Android app reads
     DIR/report.md, report.json
-Everything is written into a temporary sibling directory and renamed to DIR at the end.
+Everything is written into a temporary sibling directory and renamed to DIR at the end; a previous
+export at DIR is kept as DIR.old until the new one is in place, and put back if that rename fails.
+What a killed export leaves (DIR.old, staging directories of a process that is gone) is cleaned up
+or restored by the next export to DIR.
 """
 
 import os
@@ -31,6 +34,9 @@ def default_lengths(config, max_seq_len=None, prefill_len=None):
     return max_seq_len, prefill_len
 
 
+STAGING = ".tfgpt2-export-"  # + pid + random suffix: the staging directory beside --out
+
+
 def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
     if not quantize:
         raise ValueError(f"no quantization recipe given; choose from {', '.join(recipes.RECIPES)}.")
@@ -44,6 +50,9 @@ def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, ca
             raise ValueError(f"calibration blocks must hold at least prefill_len + 1 = {prefill_len + 1} tokens")
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
+    if os.path.exists(out) and not _replaceable(out):
+        raise FileExistsError(f"{out} is not a tfgpt2 export (no model.json) and not empty; --overwrite only "
+                              "replaces an export: choose a new or empty --out.")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write into {parent}; choose an --out in a writable directory.")
@@ -67,8 +76,10 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
     quantize = list(quantize)
     config = source_config(src)
     max_seq_len, prefill_len = default_lengths(config, max_seq_len, prefill_len)
+    out = os.path.abspath(out)
+    recover(out)
     check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration)
-    tmp = tempfile.mkdtemp(prefix=".tfgpt2-export-", dir=os.path.dirname(os.path.abspath(out)))
+    tmp = tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=os.path.dirname(out))
     scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
     start = time.time()
     try:
@@ -128,18 +139,68 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
         report["special_tokens_outside_vocab"] = dropped
         contract.write(tmp, model.config, files, max_seq_len, prefill_len)
         export_report.write(tmp, report)
-        if os.path.exists(out):
-            old = out.rstrip("/") + ".old"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
+        replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"wrote {out} in {time.time() - start:.0f} s")
     return report
+
+
+def replace(tmp, out):
+    """Renames the finished export `tmp` to `out`. A previous `out` waits beside it (a staging name)
+    until the new one is in place, is put back if that rename fails, and is removed after."""
+    if not os.path.lexists(out):
+        os.rename(tmp, out)
+        return
+    old = os.path.join(os.path.dirname(out), f"{STAGING}{os.getpid()}-previous-{os.path.basename(out)}")
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    _remove(old)
+
+
+def recover(out):
+    """Cleans up beside `out` after exports that were killed: the staging directories of processes
+    that are gone are removed, except a previous export whose place is empty (killed between the two
+    renames of `replace`), which is put back."""
+    parent = os.path.dirname(out)
+    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
+        pid, _, rest = name[len(STAGING):].partition("-")
+        if not name.startswith(STAGING) or (pid.isdigit() and _alive(int(pid))):
+            continue
+        path, previous = os.path.join(parent, name), rest[len("previous-"):] if rest.startswith("previous-") else ""
+        if previous and not os.path.lexists(os.path.join(parent, previous)):
+            os.rename(path, os.path.join(parent, previous))
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _replaceable(path):
+    """What --overwrite may replace: an export (it has model.json) or an empty directory."""
+    if os.path.isdir(path):
+        return os.path.exists(os.path.join(path, "model.json")) or not os.listdir(path)
+    return False
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def check_android_target(assets):

@@ -16,10 +16,12 @@ A calibrated recipe (int8-full) converts from SRC: its representative dataset ru
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
 
+from tfgpt2.errors import ExportError
 from tfgpt2.export import recipes
 
 
@@ -85,19 +87,39 @@ def rss_gb():
 
 def run_child(*args):
     """Runs `python -m tfgpt2.export.worker ARGS`; its JSON result plus `tree_peak_rss_gb`
-    (the child's peak + what this process holds meanwhile)."""
+    (the child's peak + what this process holds meanwhile). A failed child raises ExportError with
+    its last error line; the child dies with this process (a killed export leaves no converter running)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     args = [str(a) for a in args]
     proc = subprocess.run([sys.executable, "-m", "tfgpt2.export.worker", *args], capture_output=True, text=True,
-                          env=env)
+                          env=env, preexec_fn=_die_with_parent)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"TFLite export step `{' '.join(args[:2])}` failed in its child process "
-                           f"(exit {proc.returncode}):\n{tail}")
+        raise ExportError(f"the export step `{' '.join(args[:2])}` failed in its child process: "
+                          f"{_why(proc.returncode, proc.stderr)}")
     result = json.loads(lines[-1])
     result["tree_peak_rss_gb"] = result["peak_rss_gb"] + rss_gb()
     return result
+
+
+def _why(code, stderr):
+    """One line: the signal that killed the child, or the last line of its error output."""
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory? the kernel's OOM killer sends it)" if -code == signal.SIGKILL else ""
+        return f"it was killed by {name}{hint}; rerun the export"
+    last = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return f"{last[-1] if last else 'no error output'} (exit {code})"
+
+
+def _die_with_parent():
+    """Linux: the child gets SIGKILL when the export process dies, instead of converting for nobody."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def convert_in_child(recipe, archives, src, out_path, max_seq_len, prefill_len, calibration_path=None):
