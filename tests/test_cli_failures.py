@@ -128,6 +128,7 @@ def _one_line(result, match):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr[-2000:]
     assert lines[0].startswith("tfgpt2") and ": error: " in lines[0] and match in lines[0], lines[0]
+    print(lines[0])
 
 
 @pytest.mark.parametrize("args, match", CASES, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(CASES)])

@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 
+from tfgpt2.config import read_json
 from tfgpt2.errors import CheckpointError, CheckpointNotFoundError, GPT2InputError
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -33,8 +34,7 @@ def bytes_to_unicode():
 
 
 def _read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path, CheckpointError)
 
 
 class _Tiktoken:
@@ -121,7 +121,11 @@ class GPT2Tokenizer:
         if self.tokenizer_file is not None:
             from tokenizers import Tokenizer
 
-            tok = Tokenizer.from_file(self.tokenizer_file)
+            try:
+                tok = Tokenizer.from_file(self.tokenizer_file)
+            except Exception as e:  # tokenizers raises a bare Exception
+                raise CheckpointError(f"{self.tokenizer_file} is not a tokenizers file ({e}); re-save the "
+                                      "tokenizer or remove the file.") from e
             tok.no_padding()  # a saved file may carry the last call's settings; each call sets its own
             tok.no_truncation()
             return _HFTokenizers(tok), tok.get_vocab()

@@ -5,12 +5,14 @@ import sys
 from tfgpt2.cli.common import tokenizer_for
 
 HELP = "stream text from a model directory"
+DEFAULT_NEW_TOKENS = 40
 
 
 def add_arguments(p):
     p.add_argument("--model", required=True, help="HF-format directory (config.json + weights) or hub id")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"default {DEFAULT_NEW_TOKENS}, fewer if the prompt leaves less room in n_positions")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -28,6 +30,11 @@ def run(args):
     model = TFGPT2LMHeadModel.from_pretrained(args.model)
     tok = tokenizer_for(args.model)
     ids = np.asarray([tok.encode(args.prompt)], np.int32)
+    room = model.config.n_positions - ids.shape[1]
+    if room < 1:
+        raise ValueError(f"the prompt is {ids.shape[1]} tokens; the model reads at most n_positions="
+                         f"{model.config.n_positions} including what it generates: shorten the prompt")
+    max_new_tokens = min(DEFAULT_NEW_TOKENS, room) if args.max_new_tokens is None else args.max_new_tokens
     sys.stdout.write(args.prompt)
     made = []
 
@@ -40,7 +47,7 @@ def run(args):
             sys.stdout.flush()
 
     stream.shown = ""
-    model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0,
+    model.generate(ids, max_new_tokens=max_new_tokens, do_sample=args.temperature > 0,
                    temperature=args.temperature or 1.0, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                    eos_token_id=[] if args.no_eos else tok.eos_token_id, streamer=stream)
     sys.stdout.write("\n")

@@ -4,6 +4,8 @@ import hashlib
 import json
 import os
 
+from tfgpt2.config import read_json
+
 FORMAT_VERSION = 1
 CACHE_DESIGN = {
     "design": "caller-owned tensors; decode returns only the new entries",
@@ -64,8 +66,10 @@ def read(directory):
     path = os.path.join(directory, "model.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{directory} has no model.json; pass a directory written by `tfgpt2 export`.")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    written = read_json(path, ValueError)
+    if not isinstance(written, dict) or "sha256" not in written:
+        raise ValueError(f"{path} is not a tfgpt2 model.json (no sha256 table); re-run `tfgpt2 export`.")
+    return written
 
 
 def changed_files(directory, contract):
