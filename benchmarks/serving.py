@@ -152,9 +152,10 @@ def main():
             print(f"{'':16s}{same}")
     if "error" not in gemv:
         body, head_fp32, head_int8 = 85.0e6 * 4, 38.6e6 * 4, 38.6e6
-        print(f"\nGEMV bandwidth: graph {gemv['graph'] / 1e9:.1f} GB/s, XLA {gemv['xla'] / 1e9:.1f} GB/s. Reading the "
-              f"weights once at those rates, batch 1: graph (fp32 head) {gemv['graph'] / (body + head_fp32):.1f} tok/s, "
-              f"XLA (int8-screened head) {gemv['xla'] / (body + head_int8):.1f} tok/s")
+        graph, xla = gemv["graph"], gemv["xla"]
+        print(f"\nGEMV bandwidth: graph {graph / 1e9:.1f} GB/s, XLA {xla / 1e9:.1f} GB/s. Reading the weights once at "
+              f"those rates, batch 1: graph (fp32 head) {graph / (body + head_fp32):.1f} tok/s, "
+              f"XLA (int8-screened head) {xla / (body + head_int8):.1f} tok/s")
 
 
 if __name__ == "__main__":
