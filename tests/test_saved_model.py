@@ -32,6 +32,10 @@ CHILD = textwrap.dedent("""
             out[name + "_bad_ids_error"] = ""
         except tf.errors.InvalidArgumentError as e:
             out[name + "_bad_ids_error"] = " ".join(e.message.split())[:300]
+    rows = m.signatures["generate"](input_ids=ids, attention_mask=mask, **{k: tf.constant(v) for k, v in
+                                    json.loads(sys.argv[4]).items() if k != "seed"},
+                                    seed=tf.constant(json.loads(sys.argv[4])["seed"], tf.int64))
+    out["per_row"], out["per_row_lengths"] = rows["sequences"].numpy(), rows["num_generated"].numpy()
     pre = m.signatures["prefill"](input_ids=ids, attention_mask=mask, max_new_tokens=tf.constant(3))
     out["prefill_logits"] = pre["logits"].numpy()
     token = tf.argmax(pre["logits"], -1, output_type=tf.int32)
@@ -126,9 +130,14 @@ def exported(hf_checkpoints, tmp_path_factory):
     (root / "child.py").write_text(CHILD)
     (root / "tf1_child.py").write_text(TF1_CHILD)
     for child, result in (("child.py", "out.npz"), ("tf1_child.py", "tf1.npz")):
-        argv = [str(root / "saved_model" / "1"), str(root / "in.npz"), str(root / result)]
+        argv = [str(root / "saved_model" / "1"), str(root / "in.npz"), str(root / result), json.dumps(PER_ROW)]
         run_python(f"import runpy, sys; sys.argv = ['child', *{argv!r}]; runpy.run_path({str(root / child)!r})")
     return model, ids, mask, dict(np.load(root / "out.npz")), dict(np.load(root / "tf1.npz"))
+
+
+# one value per row, the form TF Serving's batcher merges: greedy, sampled, sampled with a stop id
+PER_ROW = dict(max_new_tokens=[12, 5, 8], temperature=[0.0, 0.8, 1.0], top_k=[0, 5, 3], top_p=[1.0, 0.9, 1.0],
+               repetition_penalty=[1.0, 1.0, 1.3], seed=[0, 7, 3], eos_token_id=[-1, -1, 11])
 
 
 def _positions(mask):
@@ -152,6 +161,24 @@ def test_generate_signatures_greedy_and_sampled_tokens_identical(exported):
         assert out[name + "_greedy"].tolist() == greedy.tolist(), name
         assert out[name + "_sampled"].tolist() == sampled.tolist(), name
         assert "input_ids must be <" in str(out[name + "_bad_ids_error"]), name
+
+
+def test_generate_settings_per_row_equal_model_generate_row_by_row(exported):
+    """Each row of a request with per-row settings (as merged by TF Serving's batcher) equals model.generate
+    of that row alone with its own settings; its tokens stop at its own max_new_tokens or stop id."""
+    model, ids, mask, out, _ = exported
+    for b in range(len(ids)):
+        kw = {k: v[b] for k, v in PER_ROW.items()}
+        sampled = kw["temperature"] > 0
+        ref = model.generate(ids[b:b + 1], attention_mask=mask[b:b + 1], max_new_tokens=kw["max_new_tokens"],
+                             do_sample=sampled, temperature=kw["temperature"] if sampled else 1.0,
+                             top_k=kw["top_k"], top_p=kw["top_p"], repetition_penalty=kw["repetition_penalty"],
+                             seed=kw["seed"], eos_token_id=kw["eos_token_id"] if kw["eos_token_id"] >= 0 else [],
+                             pad_token_id=max(kw["eos_token_id"], 0)).numpy()[0, ids.shape[1]:]
+        row = out["per_row"][b]
+        assert row[:len(ref)].tolist() == ref.tolist(), b
+        assert set(row[len(ref):].tolist()) <= {max(kw["eos_token_id"], 0)}, b
+        assert int(out["per_row_lengths"][b]) <= kw["max_new_tokens"]
 
 
 def test_prefill_decode_signatures_match_keras(exported):

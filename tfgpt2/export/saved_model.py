@@ -3,8 +3,10 @@
 Signatures (all stateless and batchable; ids are int32, the cache is one tensor):
 - `serving_default(input_ids, attention_mask) -> logits (B, T, V)`
 - `generate(input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
-  repetition_penalty, seed, eos_token_id) -> sequences (B, max_new_tokens), num_generated`
-  (temperature 0 = greedy, top_k 0 / top_p 1 = off, eos_token_id -1 = none)
+  repetition_penalty, seed, eos_token_id) -> sequences (B, max max_new_tokens), num_generated (B,)`
+  (temperature 0 = greedy, top_k 0 / top_p 1 = off, eos_token_id -1 = none); each setting is a
+  scalar for the whole request or one value per row (B,), the form TF Serving's batcher merges
+- `generate_xla`: the same, its loops compiled by XLA (TF Serving's --xla_cpu_compilation_enabled)
 - `prefill(input_ids, attention_mask, max_new_tokens) -> logits (B, V), key_values, cache_mask, cache_index`
 - `decode(token_ids, key_values, cache_mask, cache_index) -> logits (B, V), key_values, cache_mask, cache_index`
 `key_values` is `(n_layer, 2, B, n_head, capacity, head_dim)` float32, `capacity = T + max_new_tokens`.
@@ -26,6 +28,11 @@ IDS = tf.TensorSpec([None, None], tf.int32, "input_ids")
 MASK = tf.TensorSpec([None, None], tf.int32, "attention_mask")
 SCALAR_I = lambda name: tf.TensorSpec([], tf.int32, name)  # noqa: E731
 SCALAR_F = lambda name: tf.TensorSpec([], tf.float32, name)  # noqa: E731
+SETTING = lambda dtype, name: tf.TensorSpec(None, dtype, name)  # noqa: E731 - a scalar or one per row (B,)
+
+
+GENERATE_SETTINGS = {"max_new_tokens": tf.int32, "temperature": tf.float32, "top_k": tf.int32, "top_p": tf.float32,
+                     "repetition_penalty": tf.float32, "seed": tf.int64, "eos_token_id": tf.int32}
 
 
 class GPT2Serving(tf.Module):
@@ -41,9 +48,7 @@ class GPT2Serving(tf.Module):
         self.cap = min(max_new_tokens_cap, self.cfg.n_positions - 1)
         self.decoder = Decoder(model)
         self.serving_default = tf.function(self._logits, input_signature=[IDS, MASK])
-        generate_inputs = [
-            IDS, MASK, SCALAR_I("max_new_tokens"), SCALAR_F("temperature"), SCALAR_I("top_k"), SCALAR_F("top_p"),
-            SCALAR_F("repetition_penalty"), tf.TensorSpec([], tf.int64, "seed"), SCALAR_I("eos_token_id")]
+        generate_inputs = [IDS, MASK] + [SETTING(dtype, name) for name, dtype in GENERATE_SETTINGS.items()]
         self.generate = tf.function(self._generate, input_signature=generate_inputs)
         # the same checks outside XLA (it drops Assert ops), the loops compiled inside
         self._compiled_loops = tf.function(lambda ids, mask, params: self._loops(ids, mask, params, screen=True),
@@ -75,6 +80,16 @@ class GPT2Serving(tf.Module):
 
     def _generate(self, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
                   repetition_penalty, seed, eos_token_id, compiled=False):
+        batch = tf.shape(input_ids)[0]
+        given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                     repetition_penalty=repetition_penalty, seed=seed, eos_token_id=eos_token_id)
+        checks = [tf.debugging.assert_equal(
+            tf.logical_and(tf.rank(value) <= 1, tf.logical_or(tf.size(value) == 1, tf.size(value) == batch)), True,
+            message=f"{name} must be a scalar or one value per row of input_ids") for name, value in given.items()]
+        with tf.control_dependencies(checks):
+            rows = {name: tf.broadcast_to(tf.reshape(value, [-1]), [batch]) for name, value in given.items()}  # (B,)
+        max_new_tokens, temperature, top_p, penalty = (rows[k] for k in ("max_new_tokens", "temperature", "top_p",
+                                                                         "repetition_penalty"))
         checks = self._check(input_ids, max_new_tokens) + [
             tf.debugging.assert_positive(max_new_tokens, message="max_new_tokens must be >= 1"),
             tf.debugging.assert_less_equal(max_new_tokens, self.cap,
@@ -82,12 +97,14 @@ class GPT2Serving(tf.Module):
             tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1]"),
             tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
             tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0 (0 = greedy)"),
-            tf.debugging.assert_positive(repetition_penalty, message="repetition_penalty must be > 0")]
+            tf.debugging.assert_positive(penalty, message="repetition_penalty must be > 0")]
         with tf.control_dependencies(checks):
-            params = dict(max_new_tokens=tf.identity(max_new_tokens), min_new_tokens=tf.constant(0),
-                          eos_token_id=tf.reshape(eos_token_id, [1]), pad_token_id=tf.maximum(eos_token_id, 0),
-                          temperature=temperature, top_k=top_k, top_p=top_p,
-                          repetition_penalty=repetition_penalty, seed=seed)
+            eos = rows["eos_token_id"]
+            # a scalar seed numbers the rows' noise as model.generate does; a seed per row draws each row
+            # as a one-row request would, wherever the batcher put it
+            noise_rows = tf.range(batch) * tf.cast(tf.rank(seed) == 0, tf.int32)
+            params = dict(rows, max_new_tokens=tf.identity(max_new_tokens), min_new_tokens=0,
+                          eos_token_id=eos[:, None], pad_token_id=tf.maximum(eos, 0), noise_rows=noise_rows)
             if compiled:
                 tokens, lengths = self._compiled_loops(input_ids, attention_mask, params)
             else:
@@ -95,13 +112,13 @@ class GPT2Serving(tf.Module):
                 values = [(v, tf.identity(v.value)) for v in self.model.variables]
                 with keras.StatelessScope(state_mapping=values):
                     tokens, lengths = self._loops(input_ids, attention_mask, params, screen=False)
-        return {"sequences": tokens[:, :max_new_tokens], "num_generated": lengths}
+        return {"sequences": tokens[:, :tf.reduce_max(max_new_tokens)], "num_generated": lengths}
 
     def _loops(self, input_ids, attention_mask, params, screen):
         """The decode loop a request needs, chosen at run time: plain greedy skips the sampling machinery,
         and with `screen` (XLA only: without it the int8 -> fp32 convert is a full fp32 copy of wte every
         step) small greedy batches pick tokens through the int8-screened head."""
-        greedy = tf.logical_and(params["temperature"] <= 0.0, tf.equal(params["repetition_penalty"], 1.0))
+        greedy = tf.reduce_all(tf.logical_and(params["temperature"] <= 0.0, tf.equal(params["repetition_penalty"], 1.0)))
 
         def loop(**choice):
             tokens, lengths, _ = self.decoder.run_loop(

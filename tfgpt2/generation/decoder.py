@@ -91,13 +91,14 @@ class Decoder:
         if config.num_beams > 1:
             tokens, lengths = beam.beam_search(self, carried, cache, seen, params, config, ids)
             return tokens, lengths, tf.zeros([0])
-        tokens = tf.fill([batch, num_steps], params["pad_token_id"])
+        tokens = tf.zeros([batch, num_steps], tf.int32) + tf.reshape(params["pad_token_id"], [-1, 1])  # (B, N)
         scores = tf.zeros([batch, num_steps if config.output_scores else 0, self.cfg.vocab_size])
 
         def body(i, carried, cache, seen, tokens, done, scores, misses):
             history = tf.concat([ids, tokens], 1) if config.uses_history else None  # (B, P + N)
             nxt, processed, seen, done, misses = self.pick(head, context, carried, seen, history, done, misses, i,
                                                            params)
+            done = tf.logical_or(done, i + 1 >= max_new)  # a row's own max_new_tokens (exported signatures)
             tokens = ops.slice_update(tokens, (0, i), nxt[:, None])  # (B, N): column i
             if config.output_scores:
                 scores = ops.slice_update(scores, (0, i, 0), processed[:, None])  # (B, N, V)
@@ -105,13 +106,14 @@ class Decoder:
             return i + 1, carried, cache, seen, tokens, done, scores, misses
 
         def cond(i, carried, cache, seen, tokens, done, scores, misses):
-            return tf.logical_and(i < params["max_new_tokens"], tf.logical_not(tf.reduce_all(done)))
+            return tf.logical_and(i < tf.reduce_max(max_new), tf.logical_not(tf.reduce_all(done)))
 
+        max_new = tf.reshape(params["max_new_tokens"], [-1])  # (1,) or one per row (B,)
         done = tf.zeros([batch], tf.bool)
         n, _, _, _, tokens, _, scores, _ = tf.while_loop(
             cond, body, (tf.constant(0), carried, cache, seen, tokens, done, scores, tf.constant(0)),
             maximum_iterations=num_steps)
-        return tokens, tf.fill([batch], n), scores
+        return tokens, tf.broadcast_to(tf.minimum(n, max_new), [batch]), scores
 
     # ------------------------------------------------------------ the Python loop
     def python_loop(self, config, ids, mask, params, streamer, jit_compile=True):
@@ -159,7 +161,8 @@ def prompt_seen(ids, mask, vocab_size):
 
 
 def is_stop(tokens, eos):
-    return tf.reduce_any(tf.equal(tokens[:, None], eos[None]), axis=-1)
+    """(B,) bool: tokens (B,) among the stop ids, eos (E,) for every row or (B, 1) one per row."""
+    return tf.reduce_any(tf.equal(tokens[:, None], eos if eos.shape.rank == 2 else eos[None]), axis=-1)
 
 
 def decoder_of(model):

@@ -51,7 +51,7 @@ class ScreenedGreedyHead:
     def begin(self, params):
         """(int8 copy of wte, use): the copy is rebuilt every call, so it is never stale; a zero
         stand-in, never read, when the call is too short to pay for it (a runtime choice: no retrace)."""
-        use = params["max_new_tokens"] >= SCREEN_MIN_TOKENS
+        use = tf.reduce_max(params["max_new_tokens"]) >= SCREEN_MIN_TOKENS
         wte = self.wte
         built = tf.cond(use, lambda: tuple(screen.build_screen(wte)),
                         lambda: (tf.zeros(wte.shape, tf.int8), tf.ones(wte.shape[:1])))
@@ -66,6 +66,7 @@ class ScreenedGreedyHead:
         bound can't separate cost at most that many wasted screens."""
         int8, use = context
         blocked = sampling.eos_blocked(self.vocab_size, i, params["min_new_tokens"], params["eos_token_id"])  # (V,)
+        blocked = tf.zeros([self.vocab_size], tf.bool) if blocked is None else blocked
 
         def screened():
             tokens, proven = screen.greedy_tokens(hidden, self.wte, int8, blocked)

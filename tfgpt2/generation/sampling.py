@@ -5,8 +5,15 @@ import tensorflow as tf
 from tfgpt2.cache import MASKED
 
 
+def column(setting):
+    """A setting as a column that broadcasts over (B, V): () -> (1, 1), one per row (B,) -> (B, 1)."""
+    return tf.reshape(setting, [-1, 1])
+
+
 def repetition_penalty(logits, seen, penalty):
-    """HF rule: a seen token's logit is divided by `penalty` if > 0, else multiplied. seen (B, V) bool."""
+    """HF rule: a seen token's logit is divided by `penalty` if > 0, else multiplied. seen (B, V) bool;
+    penalty () or one per row (B,)."""
+    penalty = column(penalty)
     penalised = tf.where(logits > 0, logits / penalty, logits * penalty)
     return tf.where(seen, penalised, logits)
 
@@ -19,9 +26,10 @@ def top_k_top_p(logits, top_k, top_p, use_top_k, use_top_p):
 
     With top-k on, both filters only ever keep tokens among the k largest logits, so for
     k <= TOP_K_SORTED (a run-time choice) they read those from a TopK; else from the sorted row.
+    top_k and top_p: () or one per row (B,).
     """
     vocab = logits.shape[-1]
-    k = tf.clip_by_value(top_k, 1, vocab) if use_top_k else vocab
+    k = tf.clip_by_value(top_k, 1, vocab) if use_top_k else tf.constant(vocab)
 
     def kept(width):
         ranked = tf.math.top_k(logits, width).values if width < vocab else tf.sort(logits, -1, "DESCENDING")
@@ -29,17 +37,19 @@ def top_k_top_p(logits, top_k, top_p, use_top_k, use_top_p):
 
     if not use_top_k or vocab <= TOP_K_SORTED:
         return kept(vocab)
-    return tf.cond(k <= TOP_K_SORTED, lambda: kept(TOP_K_SORTED), lambda: kept(vocab))
+    return tf.cond(tf.reduce_all(k <= TOP_K_SORTED), lambda: kept(TOP_K_SORTED), lambda: kept(vocab))
 
 
 def _filter(logits, ranked, k, top_p, use_top_k, use_top_p):
     """top_k_top_p from `ranked` (B, W): each row's W largest logits in descending order, W >= k."""
     width = ranked.shape[-1]
     if use_top_k:
-        kth = tf.gather(ranked, [k - 1], axis=1)  # (B, 1)
+        k = column(k)  # (1, 1) or (B, 1)
+        kth = tf.gather(ranked, tf.broadcast_to(k - 1, [tf.shape(ranked)[0], 1]), batch_dims=1)  # (B, 1)
         logits = tf.where(logits < kth, MASKED, logits)
         ranked = tf.where(tf.range(width)[None] < k, ranked, MASKED)
     if use_top_p:
+        top_p = column(top_p)
         probs = tf.nn.softmax(ranked, axis=-1)  # (B, W): the tokens past W have probability 0 after top-k
         before = tf.cumsum(probs, axis=-1, exclusive=True)  # mass ahead of each token
         keep = tf.logical_or(before < top_p, tf.range(width)[None] == 0)  # keep >= 1 token
@@ -69,24 +79,27 @@ def _mix(x):
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
-def uniform(shape, seed, step):
-    """Counter-based uniforms in (0, 1) from integer hashing of (seed, step, element).
+def uniform(shape, seed, step, rows=None):
+    """Counter-based uniforms in (0, 1) of `shape` (B, V) from integer hashing of (seed, step, element).
 
     TF's stateless Philox gives other numbers under XLA when the key is a traced tensor, so
     the sampler hashes with plain uint32 ops, which are bit-identical in eager, graph and XLA.
+    seed: () or one per row (B,); element (b, v) counts rows[b] * V + v, rows = 0..B-1 by default.
     """
     seed = tf.cast(tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), 0xFFFFFFFF), tf.uint32)
     key = _mix(tf.bitwise.bitwise_xor(_mix(seed + tf.constant(0x9E3779B9, tf.uint32)),
                                       tf.cast(step, tf.uint32) * tf.constant(0x632BE5AB, tf.uint32)))
-    counter = tf.cast(tf.reshape(tf.range(tf.reduce_prod(shape)), shape), tf.uint32)
+    key = tf.reshape(key, [-1, 1])  # (1, 1) or (B, 1)
+    rows = tf.range(shape[0]) if rows is None else rows
+    counter = tf.cast(rows[:, None] * shape[1] + tf.range(shape[1])[None], tf.uint32)  # (B, V)
     bits = _mix(tf.bitwise.bitwise_xor(counter * tf.constant(0x27D4EB2F, tf.uint32), key))
     bits = _mix(bits + key)
     return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * (1.0 / (1 << 24))
 
 
-def sample(logits, seed, step):
-    """Gumbel-max draw keyed by (seed, step): the same token in eager, graph and XLA."""
-    u = uniform(tf.shape(logits), seed, step)
+def sample(logits, seed, step, rows=None):
+    """Gumbel-max draw keyed by (seed, step): the same token in eager, graph and XLA (see uniform)."""
+    u = uniform(tf.shape(logits), seed, step, rows)
     gumbel = -tf.math.log(-tf.math.log(u))
     return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)  # (B,)
 
@@ -103,13 +116,13 @@ def select(logits, seen, step, params, config):
         logits = repetition_penalty(logits, seen, params["repetition_penalty"])
     if config.dynamic:  # temperature 0 = greedy
         greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        warped = logits / tf.maximum(params["temperature"], 1e-6)
+        warped = logits / column(tf.maximum(params["temperature"], 1e-6))
         k = tf.where(params["top_k"] > 0, params["top_k"], tf.shape(logits)[-1])
-        filtering = tf.logical_or(params["top_k"] > 0, params["top_p"] < 1.0)
+        filtering = tf.reduce_any(tf.logical_or(params["top_k"] > 0, params["top_p"] < 1.0))
         unfiltered = warped
         warped = tf.cond(filtering, lambda: top_k_top_p(unfiltered, k, params["top_p"], True, True),
                          lambda: unfiltered)
-        sampled = sample(warped, params["seed"], step)
+        sampled = sample(warped, params["seed"], step, params.get("noise_rows"))
         return tf.where(params["temperature"] > 0, sampled, greedy), warped
     if not config.do_sample:
         return tf.argmax(logits, axis=-1, output_type=tf.int32), logits
@@ -122,14 +135,18 @@ def select(logits, seen, step, params, config):
 
 
 def eos_blocked(vocab, step, min_new, eos):
-    """(V,) bool: the eos ids while fewer than `min_new` tokens were made (HF MinNewTokens). eos (E,)."""
+    """(V,) bool: the eos ids while fewer than `min_new` tokens were made (HF MinNewTokens). eos (E,).
+    None when `min_new` is the Python int 0 (exported signatures: nothing is ever blocked)."""
+    if isinstance(min_new, int) and min_new == 0:
+        return None
     is_eos = tf.reduce_any(tf.equal(tf.range(vocab)[:, None], eos[None]), axis=1)  # (V,)
     return tf.logical_and(step < min_new, is_eos)
 
 
 def block_eos_before(logits, step, min_new, eos):
     """eos logits are masked while fewer than `min_new` tokens were made."""
-    return tf.where(eos_blocked(tf.shape(logits)[-1], step, min_new, eos)[None], MASKED, logits)
+    blocked = eos_blocked(tf.shape(logits)[-1], step, min_new, eos)
+    return logits if blocked is None else tf.where(blocked[None], MASKED, logits)
 
 
 def mark_seen(seen, tokens, vocab_size):
