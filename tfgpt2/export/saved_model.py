@@ -118,7 +118,8 @@ class GPT2Serving(tf.Module):
         """The decode loop a request needs, chosen at run time: plain greedy skips the sampling machinery,
         and with `screen` (XLA only: without it the int8 -> fp32 convert is a full fp32 copy of wte every
         step) small greedy batches pick tokens through the int8-screened head."""
-        greedy = tf.reduce_all(tf.logical_and(params["temperature"] <= 0.0, tf.equal(params["repetition_penalty"], 1.0)))
+        plain = tf.logical_and(params["temperature"] <= 0.0, tf.equal(params["repetition_penalty"], 1.0))  # (B,)
+        greedy = tf.reduce_all(plain)
 
         def loop(**choice):
             tokens, lengths, _ = self.decoder.run_loop(
