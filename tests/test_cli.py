@@ -145,6 +145,7 @@ def test_train_checkpoints_resumes_and_plots(tmp_path, capsys):
     assert code == 0, err[-2000:]
 
 
+@pytest.mark.slow
 def test_bench_times_model_and_tflite_and_draws(hf_checkpoints, tiny_export, tmp_path, capsys):
     _, tiny = hf_checkpoints["small-gelu_new"]
     _, export_dir, _ = tiny_export
