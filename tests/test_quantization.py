@@ -17,10 +17,12 @@ PREFILL, SEQ = 32, 96
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, request):
+    """The recipes exported once; fp16 only with --slow (its fidelity is the least at risk)."""
     model, held_out, calibration = reference_model()
     out = tmp_path_factory.mktemp("quant") / "export"
-    report = pipeline.export(model, str(out), quantize=["fp32", "fp16", "int8", "int4"],
+    recipes = ["fp32", "fp16", "int8", "int4"] if request.config.getoption("--slow") else ["fp32", "int8", "int4"]
+    report = pipeline.export(model, str(out), quantize=recipes,
                              max_seq_len=SEQ, prefill_len=PREFILL, held_out=held_out[:8], log=lambda *_: None)
     print(json.dumps({n: {"MB": e["bytes"] / 1e6, **e["fidelity"]} for n, e in report["files"].items()}, indent=1))
     return model, out, report
@@ -32,7 +34,8 @@ def test_reference_model_is_trained(exported):
 
 
 @pytest.mark.parametrize("recipe, min_top1, max_ppl_ratio", [
-    ("fp32", 1.0, 1.0001), ("fp16", 0.995, 1.02), ("int8", 0.97, 1.02), ("int4", 0.95, 1.03)])
+    ("fp32", 1.0, 1.0001), pytest.param("fp16", 0.995, 1.02, marks=pytest.mark.slow), ("int8", 0.97, 1.02),
+    ("int4", 0.95, 1.03)])
 def test_fidelity_on_held_out_text(exported, recipe, min_top1, max_ppl_ratio):
     fid = exported[2]["files"][f"gpt2_{recipe}.tflite"]["fidelity"]
     assert fid["top1_agreement"] >= min_top1, fid
@@ -87,10 +90,12 @@ def test_weights_have_the_recipes_types(exported):
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    _, out, _ = exported
+    _, out, report = exported
     types = schema.TensorType
     expected = {"fp32": types.FLOAT32, "fp16": types.FLOAT16, "int8": types.INT8, "int4": types.INT4}
     for recipe, dtype in expected.items():
+        if f"gpt2_{recipe}.tflite" not in report["files"]:
+            continue
         model = flatbuffer_utils.read_model(str(out / f"gpt2_{recipe}.tflite"))
         kinds = {t.type for g in model.subgraphs for t in g.tensors
                  if b"c_fc" in t.name and len(t.shape) == 2 and model.buffers[t.buffer].data is not None}

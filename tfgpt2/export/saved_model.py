@@ -31,14 +31,21 @@ SCALAR_F = lambda name: tf.TensorSpec([], tf.float32, name)  # noqa: E731
 SETTING = lambda dtype, name: tf.TensorSpec(None, dtype, name)  # noqa: E731 - a scalar or one per row (B,)
 
 
+SIGNATURES = ("serving_default", "generate", "generate_xla", "prefill", "decode")
 GENERATE_SETTINGS = {"max_new_tokens": tf.int32, "temperature": tf.float32, "top_k": tf.int32, "top_p": tf.float32,
                      "repetition_penalty": tf.float32, "seed": tf.int64, "eos_token_id": tf.int32}
+
+
+def _function(fn, **kwargs):
+    """tf.function without autograph: the serving code has no Python control flow on tensors, and
+    converting the whole decoder made tracing (and every export) several times slower."""
+    return tf.function(fn, autograph=False, **kwargs)
 
 
 class GPT2Serving(tf.Module):
     """The exported module; `max_new_tokens_cap` bounds the decode loop of `generate`."""
 
-    def __init__(self, model, max_new_tokens_cap=128):
+    def __init__(self, model, max_new_tokens_cap=128, signatures=True):
         super().__init__()
         self.model = model
         # the raw tf.Variables as direct dependencies: without them the TF1 session loader (TF Serving,
@@ -47,20 +54,25 @@ class GPT2Serving(tf.Module):
         self.cfg = model.config
         self.cap = min(max_new_tokens_cap, self.cfg.n_positions - 1)
         self.decoder = Decoder(model)
-        self.serving_default = tf.function(self._logits, input_signature=[IDS, MASK])
+        if not signatures:  # a subclass serving its own signatures (text_serving) traces none of these
+            return
+        self.serving_default = _function(self._logits, input_signature=[IDS, MASK])
         generate_inputs = [IDS, MASK] + [SETTING(dtype, name) for name, dtype in GENERATE_SETTINGS.items()]
-        self.generate = tf.function(self._generate, input_signature=generate_inputs)
+        self.generate = _function(self._generate, input_signature=generate_inputs)
         # the same checks outside XLA (it drops Assert ops), the loops compiled inside
-        self._compiled_loops = tf.function(lambda ids, mask, params: self._loops(ids, mask, params, screen=True),
-                                           jit_compile=True)
-        self.generate_xla = tf.function(functools.partial(self._generate, compiled=True),
-                                        input_signature=generate_inputs)
-        self.prefill = tf.function(self._prefill, input_signature=[IDS, MASK, SCALAR_I("max_new_tokens")])
+        self._compiled_loops = _function(lambda ids, mask, params: self._loops(ids, mask, params, screen=True),
+                                         jit_compile=True)
+        self.generate_xla = _function(functools.partial(self._generate, compiled=True),
+                                      input_signature=generate_inputs)
+        self.prefill = _function(self._prefill, input_signature=[IDS, MASK, SCALAR_I("max_new_tokens")])
         kv = tf.TensorSpec([self.cfg.n_layer, 2, None, self.cfg.n_head, None, self.cfg.head_dim], tf.float32,
                            "key_values")
-        self.decode = tf.function(self._decode, input_signature=[
+        self.decode = _function(self._decode, input_signature=[
             tf.TensorSpec([None], tf.int32, "token_ids"), kv, tf.TensorSpec([None, None], tf.int32, "cache_mask"),
             SCALAR_I("cache_index")])
+
+    def signatures(self):
+        return {name: getattr(self, name) for name in SIGNATURES}
 
     # ------------------------------------------------------------ checks inside the graph
     def _check(self, ids, extra_tokens=0):
@@ -156,9 +168,7 @@ class GPT2Serving(tf.Module):
 def build(model, export_dir, max_new_tokens_cap=128, warmup=True):
     """Writes the SavedModel to `export_dir` (a TF Serving version dir, e.g. .../saved_model/1)."""
     module = GPT2Serving(model, max_new_tokens_cap)
-    signatures = {"serving_default": module.serving_default, "generate": module.generate,
-                  "generate_xla": module.generate_xla, "prefill": module.prefill, "decode": module.decode}
-    tf.saved_model.save(module, export_dir, signatures=signatures)
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
     if warmup:
         write_warmup(export_dir, model.config)
     return module

@@ -10,7 +10,7 @@ main DIR/saved_model/1 keeps to core ops. Serve it with a TF Serving build that 
 import tensorflow as tf
 
 from tfgpt2.export.contract import special_tokens
-from tfgpt2.export.saved_model import SCALAR_F, SCALAR_I, GPT2Serving
+from tfgpt2.export.saved_model import SCALAR_F, SCALAR_I, GPT2Serving, _function
 from tfgpt2.text_graph import GPT2GraphTokenizer
 
 REQUIRED_OPS = ("RegexSplitWithOffsets",)
@@ -20,9 +20,9 @@ class GPT2TextServing(GPT2Serving):
     """`generate_text`: strings in, generated continuations (text after the prompt) out."""
 
     def __init__(self, model, max_new_tokens_cap=128):
-        super().__init__(model, max_new_tokens_cap)
+        super().__init__(model, max_new_tokens_cap, signatures=False)
         self.tokenizer = GPT2GraphTokenizer()
-        self.generate_text = tf.function(self._generate_text, input_signature=[
+        self.generate_text = _function(self._generate_text, input_signature=[
             tf.TensorSpec([None], tf.string, "text"), SCALAR_I("max_new_tokens"), SCALAR_F("temperature"),
             SCALAR_I("top_k"), SCALAR_F("top_p"), tf.TensorSpec([], tf.int64, "seed")])
 
