@@ -75,6 +75,17 @@ def test_bad_targets_leave_nothing(hf_checkpoints, tmp_path, kwargs, error, matc
     assert sorted(os.listdir(tmp_path)) == before
 
 
+def test_saved_model_only_export_verifies(hf_checkpoints, tmp_path, capsys):
+    """`--formats saved_model`: no .tflite, no conversion child; model.json and verify still cover it."""
+    _, path = hf_checkpoints["small-gelu_new"]
+    code, _, err = cli(capsys, "export", "--model", path, "--out", tmp_path / "e", "--formats", "saved_model")
+    assert code == 0, err[-2000:]
+    assert sorted(os.listdir(tmp_path / "e")) == ["model.json", "report.json", "report.md", "saved_model", "tokenizer"]
+    assert json.loads((tmp_path / "e" / "model.json").read_text())["models"] == {}
+    code, out, err = cli(capsys, "verify", tmp_path / "e")
+    assert code == 0 and "serving_default ran" in out, err[-2000:]
+
+
 def _export_dir(path, text):
     os.makedirs(path)
     open(os.path.join(path, "model.json"), "w").write(text)

@@ -22,7 +22,7 @@ def exported(tmp_path_factory, request):
     model, held_out, calibration = reference_model()
     out = tmp_path_factory.mktemp("quant") / "export"
     recipes = ["fp32", "fp16", "int8", "int4"] if request.config.getoption("--slow") else ["fp32", "int8", "int4"]
-    report = pipeline.export(model, str(out), quantize=recipes,
+    report = pipeline.export(model, str(out), quantize=recipes, formats=["tflite"],
                              max_seq_len=SEQ, prefill_len=PREFILL, held_out=held_out[:8], log=lambda *_: None)
     print(json.dumps({n: {"MB": e["bytes"] / 1e6, **e["fidelity"]} for n, e in report["files"].items()}, indent=1))
     return model, out, report

@@ -1,6 +1,9 @@
 """The SavedModel, loaded by TF's own loader in a fresh process that never imports tfgpt2."""
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -129,9 +132,15 @@ def exported(hf_checkpoints, tmp_path_factory):
     np.savez(root / "in.npz", ids=ids, mask=mask)
     (root / "child.py").write_text(CHILD)
     (root / "tf1_child.py").write_text(TF1_CHILD)
+    children = []  # both loaders at once: independent processes
     for child, result in (("child.py", "out.npz"), ("tf1_child.py", "tf1.npz")):
         argv = [str(root / "saved_model" / "1"), str(root / "in.npz"), str(root / result), json.dumps(PER_ROW)]
-        run_python(f"import runpy, sys; sys.argv = ['child', *{argv!r}]; runpy.run_path({str(root / child)!r})")
+        code = f"import runpy, sys; sys.argv = ['child', *{argv!r}]; runpy.run_path({str(root / child)!r})"
+        children.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")))
+    for proc in children:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
     return model, ids, mask, dict(np.load(root / "out.npz")), dict(np.load(root / "tf1.npz"))
 
 

@@ -15,8 +15,10 @@ def add_arguments(p):
     p.add_argument("--android", metavar="ASSETS_DIR",
                    help="also copy model.json, tokenizer/ and the .tflite files into the Android app's assets, "
                         "e.g. android_demo/app/src/main/assets (default --quantize int8)")
+    p.add_argument("--formats", default="saved_model,tflite",
+                   help="comma list of saved_model (TF Serving), tflite (LiteRT) (default both)")
     p.add_argument("--quantize", default=None,
-                   help=f"comma list of {', '.join(RECIPES)} (default fp32,int8)")
+                   help=f"TFLite recipes, comma list of {', '.join(RECIPES)} (default fp32,int8)")
     p.add_argument("--text-signature", action="store_true",
                    help="also write saved_model_text/1 with generate_text (text in/out; needs TF Text ops)")
     p.add_argument("--calibration-text", metavar="PATH", help="text file(s)/dir for int8-full calibration")
@@ -34,6 +36,9 @@ def run(args):
         raise ValueError("pass --out DIR (export directory) and/or --android ASSETS_DIR (the app's assets)")
     if args.android:
         pipeline.check_android_target(args.android)
+    formats = pipeline.check_formats([f.strip() for f in args.formats.split(",") if f.strip()], args.text_signature)
+    if "tflite" not in formats and (args.quantize or args.android):
+        raise ValueError("--quantize and --android are about .tflite files: add tflite to --formats.")
     quantize = args.quantize or ("int8" if args.android else "fp32,int8")
     scratch = None if args.out else tempfile.mkdtemp(prefix="tfgpt2-android-")
     out = args.out or os.path.join(scratch, "export")
@@ -48,7 +53,7 @@ def run(args):
                                             seq_len=prefill + 4)[:32]
         pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
                         overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
-                        calibration=calibration, text_signature=args.text_signature)
+                        calibration=calibration, text_signature=args.text_signature, formats=formats)
         if args.android:
             names = pipeline.copy_for_android(out, args.android)
             print(f"copied {len(names)} files for the app into {args.android}: {', '.join(names)}")

@@ -23,6 +23,7 @@ from tfgpt2.export import contract, recipes, worker
 from tfgpt2.export.source import source_config
 
 DEFAULT_MAX_SEQ_LEN, DEFAULT_PREFILL_LEN = 256, 64
+FORMATS = ("saved_model", "tflite")  # what an export can hold (`formats=`, `--formats`); both by default
 
 
 def default_lengths(config, max_seq_len=None, prefill_len=None):
@@ -37,9 +38,22 @@ def default_lengths(config, max_seq_len=None, prefill_len=None):
 STAGING = ".tfgpt2-export-"  # + pid + random suffix: the staging directory beside --out
 
 
+def check_formats(formats, text_signature=False):
+    """The formats as a list; ValueError naming the fix for an unknown one or a contradiction."""
+    formats = list(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"unknown export format {', '.join(map(repr, unknown)) or '(none)'}; choose from "
+                         f"{', '.join(FORMATS)}.")
+    if text_signature and "saved_model" not in formats:
+        raise ValueError("--text-signature writes a SavedModel: add saved_model to --formats.")
+    return formats
+
+
 def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
-    if not quantize:
+    if quantize is not None and not quantize:
         raise ValueError(f"no quantization recipe given; choose from {', '.join(recipes.RECIPES)}.")
+    quantize = quantize or []
     for name in quantize:
         recipes.get(name)
     if any(recipes.get(q).optimize == "calibrated" for q in quantize):
@@ -63,7 +77,7 @@ def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, ca
 
 
 def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=None, prefill_len=None,
-           held_out=None, calibration=None, text_signature=False, log=print):
+           held_out=None, calibration=None, text_signature=False, log=print, formats=FORMATS):
     """Runs every stage; returns the report dict.
 
     `src`: HF dir/hub id, `.keras` file or a model. Before this process loads the model, one child
@@ -71,19 +85,22 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
     (`tfgpt2/export/worker.py`), so no process holds the model and the converter at once.
     `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for
     int8-full; `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF
-    Text ops). `max_seq_len` / `prefill_len` default from the model (default_lengths).
+    Text ops). `max_seq_len` / `prefill_len` default from the model (default_lengths). `formats`: any of
+    FORMATS; `quantize` applies to tflite.
     """
-    quantize = list(quantize)
+    formats = check_formats(formats, text_signature)
+    quantize = list(quantize) if "tflite" in formats else []
     config = source_config(src)
     max_seq_len, prefill_len = default_lengths(config, max_seq_len, prefill_len)
     out = os.path.abspath(out)
     recover(out)
-    check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration)
+    check_targets(config, out, quantize if "tflite" in formats else None, overwrite, max_seq_len, prefill_len,
+                  calibration)
     tmp = tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=os.path.dirname(out))
     scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
     start = time.time()
     try:
-        stages, files, tree_peaks = 2 + len(quantize), {}, []
+        stages, files, tree_peaks = 1 + len(quantize) + ("saved_model" in formats), {}, []
         os.makedirs(scratch)
         source = src
         if hasattr(src, "config"):  # the children load the model from disk
@@ -113,8 +130,9 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
         from tfgpt2.export.source import load_model
 
         model = src if hasattr(src, "config") else load_model(src)
-        log(f"[{len(quantize) + 1}/{stages}] SavedModel for TF Serving")
-        saved_model.build(model, os.path.join(tmp, "saved_model", "1"))
+        if "saved_model" in formats:
+            log(f"[{len(quantize) + 1}/{stages}] SavedModel for TF Serving")
+            saved_model.build(model, os.path.join(tmp, "saved_model", "1"))
         if text_signature:
             from tfgpt2.export import text_serving
 
