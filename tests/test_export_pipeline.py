@@ -75,6 +75,7 @@ def test_bad_targets_leave_nothing(hf_checkpoints, tmp_path, kwargs, error, matc
     assert sorted(os.listdir(tmp_path)) == before
 
 
+@pytest.mark.slow
 def test_saved_model_only_export_verifies(hf_checkpoints, tmp_path, capsys):
     """`--formats saved_model`: no .tflite, no conversion child; model.json and verify still cover it."""
     _, path = hf_checkpoints["small-gelu_new"]

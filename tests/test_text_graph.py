@@ -50,6 +50,7 @@ def test_graph_decode_matches_python(graph_tok, sample):
     assert [d.decode("utf-8", "replace") for d in decoded] == [tok.decode(r) for r in ids]
 
 
+@pytest.mark.slow
 def test_savedmodel_in_fresh_process_without_tfgpt2(graph_tok, sample, tmp_path):
     module = tf.Module()
     module.tok = graph_tok

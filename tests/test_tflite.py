@@ -90,7 +90,7 @@ def test_integer_attention_graph_equals_keras(model):
     assert np.abs(logits - keras_logits(model, prompt, tokens)).max() <= 1e-4
 
 
-@pytest.mark.parametrize("recipe", ["fp16", "int8"])
+@pytest.mark.parametrize("recipe", [pytest.param("fp16", marks=pytest.mark.slow), "int8"])
 def test_quantized_recipes_convert_and_run(model, fp32, recipe):
     kwargs = dict(optimizations=[tf.lite.Optimize.DEFAULT])
     if recipe == "fp16":
