@@ -39,6 +39,13 @@ CHILD = textwrap.dedent("""
                                     json.loads(sys.argv[4]).items() if k != "seed"},
                                     seed=tf.constant(json.loads(sys.argv[4])["seed"], tf.int64))
     out["per_row"], out["per_row_lengths"] = rows["sequences"].numpy(), rows["num_generated"].numpy()
+    try:  # two temperatures for three rows
+        m.signatures["generate"](input_ids=ids, attention_mask=mask, max_new_tokens=tf.constant(4),
+            temperature=tf.constant([0.0, 1.0]), top_k=tf.constant(0), top_p=tf.constant(1.0),
+            repetition_penalty=tf.constant(1.0), seed=tf.constant(0, tf.int64), eos_token_id=tf.constant(-1))
+        out["bad_rows_error"] = ""
+    except tf.errors.InvalidArgumentError as e:
+        out["bad_rows_error"] = " ".join(e.message.split())[:300]
     pre = m.signatures["prefill"](input_ids=ids, attention_mask=mask, max_new_tokens=tf.constant(3))
     out["prefill_logits"] = pre["logits"].numpy()
     token = tf.argmax(pre["logits"], -1, output_type=tf.int32)
@@ -188,6 +195,7 @@ def test_generate_settings_per_row_equal_model_generate_row_by_row(exported):
         assert row[:len(ref)].tolist() == ref.tolist(), b
         assert set(row[len(ref):].tolist()) <= {max(kw["eos_token_id"], 0)}, b
         assert int(out["per_row_lengths"][b]) <= kw["max_new_tokens"]
+    assert "temperature must be a scalar or one value per row" in str(out["bad_rows_error"])
 
 
 def test_prefill_decode_signatures_match_keras(exported):
