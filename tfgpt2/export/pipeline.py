@@ -5,10 +5,10 @@
     DIR/tokenizer/            vocab.json, merges.txt
     DIR/model.json            the contract the Android app reads
     DIR/report.md, report.json
-Everything is written into a temporary sibling directory and renamed to DIR at the end; a previous
-export at DIR is kept as DIR.old until the new one is in place, and put back if that rename fails.
-What a killed export leaves (DIR.old, staging directories of a process that is gone) is cleaned up
-or restored by the next export to DIR.
+Everything is written into a staging directory beside DIR (`.tfgpt2-export-<pid>-*`) and renamed
+to DIR at the end; a previous export at DIR waits under a staging name until the new one is in
+place, and is put back if that rename fails (`replace`). What a killed export leaves (staging
+directories of a process that is gone) is removed, or put back, by the next export to DIR (`recover`).
 """
 
 import os

@@ -1,6 +1,6 @@
 """Build a TF Serving SavedModel: logits, generate, and cache-in/cache-out prefill/decode.
 
-Signatures (all stateless and batchable; ids are int32, the cache is one tensor):
+Signatures (all stateless, any number of rows B; ids are int32, the cache is one tensor):
 - `serving_default(input_ids, attention_mask) -> logits (B, T, V)`
 - `generate(input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
   repetition_penalty, seed, eos_token_id) -> sequences (B, max max_new_tokens), num_generated (B,)`
