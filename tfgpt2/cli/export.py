@@ -1,10 +1,10 @@
-"""`tfgpt2 export`: SavedModel (TF Serving) + one .tflite per recipe + model.json + report."""
+"""`tfgpt2 export`: SavedModel (TF Serving), .tflite and ONNX per recipe, model.json, report."""
 
 import os
 import shutil
 import tempfile
 
-HELP = "SavedModel (TF Serving) + TFLite per recipe + model.json + report"
+HELP = "SavedModel (TF Serving), TFLite and ONNX per recipe, model.json, report"
 
 
 def add_arguments(p):
@@ -16,9 +16,15 @@ def add_arguments(p):
                    help="also copy model.json, tokenizer/ and the .tflite files into the Android app's assets, "
                         "e.g. android_demo/app/src/main/assets (default --quantize int8)")
     p.add_argument("--formats", default="saved_model,tflite",
-                   help="comma list of saved_model (TF Serving), tflite (LiteRT) (default both)")
+                   help="comma list of saved_model (TF Serving), tflite (LiteRT), onnx (ONNX Runtime and ORT "
+                        "GenAI) (default saved_model,tflite)")
     p.add_argument("--quantize", default=None,
-                   help=f"TFLite recipes, comma list of {', '.join(RECIPES)} (default fp32,int8)")
+                   help=f"recipes for tflite and onnx, comma list of {', '.join(RECIPES)} (onnx: fp32, int8), "
+                        "each for every such format or as FORMAT:RECIPE, e.g. tflite:int4,onnx:int8 "
+                        "(default fp32,int8)")
+    p.add_argument("--onnx-graph", choices=("lm", "base"), default=None,
+                   help="ONNX graph output: lm = logits (ORT GenAI runs it), base = last_hidden_state "
+                        "(default: base for a GPT2Model checkpoint, else lm)")
     p.add_argument("--text-signature", action="store_true",
                    help="also write saved_model_text/1 with generate_text (text in/out; needs TF Text ops)")
     p.add_argument("--calibration-text", metavar="PATH", help="text file(s)/dir for int8-full calibration")
@@ -37,8 +43,12 @@ def run(args):
     if args.android:
         pipeline.check_android_target(args.android)
     formats = pipeline.check_formats([f.strip() for f in args.formats.split(",") if f.strip()], args.text_signature)
-    if "tflite" not in formats and (args.quantize or args.android):
-        raise ValueError("--quantize and --android are about .tflite files: add tflite to --formats.")
+    if "tflite" not in formats and args.android:
+        raise ValueError("--android copies .tflite files: add tflite to --formats.")
+    if not {"tflite", "onnx"} & set(formats) and args.quantize:
+        raise ValueError("--quantize chooses tflite and onnx recipes: add tflite or onnx to --formats.")
+    if "onnx" not in formats and args.onnx_graph:
+        raise ValueError("--onnx-graph is about the ONNX export: add onnx to --formats.")
     quantize = args.quantize or ("int8" if args.android else "fp32,int8")
     scratch = None if args.out else tempfile.mkdtemp(prefix="tfgpt2-android-")
     out = args.out or os.path.join(scratch, "export")
@@ -53,7 +63,8 @@ def run(args):
                                             seq_len=prefill + 4)[:32]
         pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
                         overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
-                        calibration=calibration, text_signature=args.text_signature, formats=formats)
+                        calibration=calibration, text_signature=args.text_signature, formats=formats,
+                        onnx_graph=args.onnx_graph)
         if args.android:
             names = pipeline.copy_for_android(out, args.android)
             print(f"copied {len(names)} files for the app into {args.android}: {', '.join(names)}")

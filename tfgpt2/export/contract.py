@@ -37,8 +37,41 @@ def special_tokens(config):
             {k: v for k, v in ids.items() if v is not None and not valid[k]})
 
 
+def artifact_format(rel):
+    """The format a file of the export belongs to, from where it sits."""
+    top = rel.split("/", 1)[0]
+    if rel.endswith(".tflite"):
+        return "tflite"
+    return {"saved_model": "saved_model", "saved_model_text": "saved_model", "onnx": "onnx",
+            "tokenizer": "tokenizer"}.get(top, "report" if top.startswith("report.") else "other")
+
+
+def artifacts(directory, files):
+    """One entry per file of the export (model.json aside): format, recipe, path, bytes, sha256, and for
+    each model file (a .tflite, an onnx/<recipe>/model.onnx) its signatures."""
+    entries = []
+    for root, _, names in os.walk(directory):
+        for n in sorted(names):
+            path = os.path.join(root, n)
+            rel = os.path.relpath(path, directory).replace(os.sep, "/")
+            if rel == "model.json":
+                continue
+            owner = rel if rel in files else os.path.dirname(rel)
+            entry = {"format": artifact_format(rel), "recipe": files[owner]["recipe"] if owner in files else None,
+                     "path": rel, "bytes": os.path.getsize(path), "sha256": sha256(path)}
+            if owner in files and (rel == owner or n == "model.onnx"):
+                entry["signatures"] = files[owner]["signatures"]
+                if "graph" in files[owner]:
+                    entry["graph"] = files[owner]["graph"]
+            if entry["format"] == "saved_model":
+                entry["recipe"] = "fp32"
+            entries.append(entry)
+    return sorted(entries, key=lambda e: e["path"])
+
+
 def write(directory, config, files, max_seq_len, prefill_len):
-    """DIR/model.json for the export in DIR (`files`: .tflite name -> entry with recipe, signatures)."""
+    """DIR/model.json for the export in DIR (`files`: a .tflite name or onnx/<recipe> dir -> entry with
+    format, recipe, signatures). `models` lists the .tflite files (what the Android app reads)."""
     tokenizer_files = sorted(os.listdir(os.path.join(directory, "tokenizer")))
     used, outside = special_tokens(config)
     contract = {
@@ -50,13 +83,14 @@ def write(directory, config, files, max_seq_len, prefill_len):
         "special_tokens": used,
         "special_tokens_outside_vocab": outside,
         "tokenizer": {"files": [f"tokenizer/{n}" for n in tokenizer_files], "type": "gpt2-byte-level-bpe"},
-        "models": {name: {"recipe": e["recipe"], "signatures": e["signatures"]} for name, e in files.items()},
-        "sha256": {},
+        "models": {name: {"recipe": e["recipe"], "signatures": e["signatures"]} for name, e in files.items()
+                   if e["format"] == "tflite"},
+        "onnx": {name: {"recipe": e["recipe"], "graph": e["graph"], "signatures": e["signatures"],
+                        "genai": os.path.exists(os.path.join(directory, name, "genai_config.json"))}
+                 for name, e in files.items() if e["format"] == "onnx"},
+        "artifacts": artifacts(directory, files),
     }
-    for root, _, names in os.walk(directory):
-        for n in names:
-            path = os.path.join(root, n)
-            contract["sha256"][os.path.relpath(path, directory)] = sha256(path)
+    contract["sha256"] = {a["path"]: a["sha256"] for a in contract["artifacts"]}
     with open(os.path.join(directory, "model.json"), "w", encoding="utf-8") as f:
         json.dump(contract, f, indent=2, sort_keys=True)
     return contract

@@ -1,14 +1,12 @@
-"""`tfgpt2 export`: SavedModel + one .tflite per recipe + tokenizer + model.json + report, atomically.
+"""`tfgpt2 export`: SavedModel, .tflite and ONNX per recipe, tokenizer, model.json, report, atomically.
 
     DIR/saved_model/1/        TF Serving base path = DIR/saved_model
     DIR/gpt2_<recipe>.tflite  prefill/decode signatures, builtin ops only
+    DIR/onnx/<recipe>/        model.onnx, genai_config.json, tokenizer.json (ORT, ORT GenAI)
     DIR/tokenizer/            vocab.json, merges.txt
-    DIR/model.json            the contract the Android app reads
+    DIR/model.json            the contract apps and `tfgpt2 verify` read
     DIR/report.md, report.json
-Everything is written into a staging directory beside DIR (`.tfgpt2-export-<pid>-*`) and renamed
-to DIR at the end; a previous export at DIR waits under a staging name until the new one is in
-place, and is put back if that rename fails (`replace`). What a killed export leaves (staging
-directories of a process that is gone) is removed, or put back, by the next export to DIR (`recover`).
+Everything is written into a staging directory beside DIR and renamed to DIR at the end (staging.py).
 """
 
 import os
@@ -20,10 +18,12 @@ import time
 import numpy as np
 
 from tfgpt2.export import contract, recipes, worker
-from tfgpt2.export.source import source_config
+from tfgpt2.export.source import is_base_model, source_config
+from tfgpt2.export.staging import STAGING, recover, replace, replaceable  # noqa: F401 (STAGING: callers)
 
 DEFAULT_MAX_SEQ_LEN, DEFAULT_PREFILL_LEN = 256, 64
-FORMATS = ("saved_model", "tflite")  # what an export can hold (`formats=`, `--formats`); both by default
+FORMATS = ("saved_model", "tflite", "onnx")  # what an export can hold (`formats=`, `--formats`)
+DEFAULT_FORMATS = ("saved_model", "tflite")
 
 
 def default_lengths(config, max_seq_len=None, prefill_len=None):
@@ -33,9 +33,6 @@ def default_lengths(config, max_seq_len=None, prefill_len=None):
     if prefill_len is None:
         prefill_len = max(1, min(DEFAULT_PREFILL_LEN, max_seq_len // 4))
     return max_seq_len, prefill_len
-
-
-STAGING = ".tfgpt2-export-"  # + pid + random suffix: the staging directory beside --out
 
 
 def check_formats(formats, text_signature=False):
@@ -50,13 +47,17 @@ def check_formats(formats, text_signature=False):
     return formats
 
 
-def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, calibration=None):
-    if quantize is not None and not quantize:
-        raise ValueError(f"no quantization recipe given; choose from {', '.join(recipes.RECIPES)}.")
-    quantize = quantize or []
-    for name in quantize:
-        recipes.get(name)
-    if any(recipes.get(q).optimize == "calibrated" for q in quantize):
+def check_targets(config, out, plan, overwrite, max_seq_len, prefill_len, calibration=None):
+    """ValueError / FileExistsError / PermissionError / ImportError naming the fix, before any work."""
+    for fmt, names in plan.items():
+        if not names:
+            raise ValueError(f"no {fmt} recipe given; choose from "
+                             f"{', '.join(r.name for r in recipes.RECIPES.values() if fmt in r.formats)}.")
+    if "onnx" in plan:
+        from tfgpt2.export import onnx_export
+
+        onnx_export.check_installed()
+    if any(recipes.get(q).optimize == "calibrated" for q in plan.get("tflite", [])):
         if calibration is None or len(calibration) == 0:
             raise ValueError("int8-full needs representative data: pass --calibration-text FILE_OR_DIR "
                              "(calibration=(N, T) token ids in Python)")
@@ -64,7 +65,7 @@ def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, ca
             raise ValueError(f"calibration blocks must hold at least prefill_len + 1 = {prefill_len + 1} tokens")
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
-    if os.path.exists(out) and not _replaceable(out):
+    if os.path.exists(out) and not replaceable(out):
         raise FileExistsError(f"{out} is not a tfgpt2 export (no model.json) and not empty; --overwrite only "
                               "replaces an export: choose a new or empty --out.")
     parent = os.path.dirname(os.path.abspath(out))
@@ -77,79 +78,88 @@ def check_targets(config, out, quantize, overwrite, max_seq_len, prefill_len, ca
 
 
 def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=None, prefill_len=None,
-           held_out=None, calibration=None, text_signature=False, log=print, formats=FORMATS):
+           held_out=None, calibration=None, text_signature=False, log=print, formats=DEFAULT_FORMATS,
+           onnx_graph=None):
     """Runs every stage; returns the report dict.
 
-    `src`: HF dir/hub id, `.keras` file or a model. Before this process loads the model, one child
-    process writes the SavedModels the converter reads and a fresh child converts each recipe
-    (`tfgpt2/export/worker.py`), so no process holds the model and the converter at once.
-    `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for
-    int8-full; `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF
-    Text ops). `max_seq_len` / `prefill_len` default from the model (default_lengths). `formats`: any of
-    FORMATS; `quantize` applies to tflite.
+    `src`: HF dir/hub id, `.keras` file or a model. Before this process loads the model, child
+    processes write the SavedModels the TFLite converter reads, convert each .tflite recipe and each
+    ONNX recipe (`tfgpt2/export/worker.py`), so no process holds the model and a converter at once.
+    `formats`: any of FORMATS. `quantize`: recipes for the tflite and onnx formats, each entry a recipe
+    for both or `format:recipe` (recipes.plan). `onnx_graph`: "lm" (logits) or "base"
+    (last_hidden_state); default "base" when the source is a base model (TFGPT2Model / GPT2Model).
+    `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for int8-full;
+    `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF Text ops).
+    `max_seq_len` / `prefill_len` default from the model (default_lengths).
     """
     formats = check_formats(formats, text_signature)
-    quantize = list(quantize) if "tflite" in formats else []
+    plan = recipes.plan(formats, list(quantize))
     config = source_config(src)
+    graph = onnx_graph or ("base" if is_base_model(src) else "lm")
+    if graph not in ("lm", "base"):
+        raise ValueError(f"onnx_graph={graph!r}: choose 'lm' (logits) or 'base' (last_hidden_state).")
     max_seq_len, prefill_len = default_lengths(config, max_seq_len, prefill_len)
     out = os.path.abspath(out)
     recover(out)
-    check_targets(config, out, quantize if "tflite" in formats else None, overwrite, max_seq_len, prefill_len,
-                  calibration)
+    check_targets(config, out, plan, overwrite, max_seq_len, prefill_len, calibration)
+    tflite_recipes, onnx_recipes = plan.get("tflite", []), plan.get("onnx", [])
     tmp = tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=os.path.dirname(out))
     scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
     start = time.time()
     try:
-        stages, files, tree_peaks = 1 + len(quantize) + ("saved_model" in formats), {}, []
+        stages = 1 + len(tflite_recipes) + len(onnx_recipes) + ("saved_model" in formats)
+        step, files, tree_peaks = iter(range(1, stages + 1)), {}, []
         os.makedirs(scratch)
         source = src
         if hasattr(src, "config"):  # the children load the model from disk
             source = os.path.join(scratch, "model")
             src.save_pretrained(source)
         calibration_path = None
-        if any(recipes.get(q).optimize == "calibrated" for q in quantize):
+        if any(recipes.get(q).optimize == "calibrated" for q in tflite_recipes):
             calibration_path = os.path.join(scratch, "calibration.npy")
             np.save(calibration_path, np.asarray(calibration, np.int32))
-        archives, kinds = os.path.join(scratch, "archives"), recipes.archive_kinds(quantize)
+        archives, kinds = os.path.join(scratch, "archives"), recipes.archive_kinds(tflite_recipes)
         if kinds:
             log("       the converter's SavedModels (child process)")
             tree_peaks.append(worker.run_child("archive", source, archives, max_seq_len, prefill_len,
                                                *kinds)["tree_peak_rss_gb"])
-        for i, recipe in enumerate(quantize, 1):
-            log(f"[{i}/{stages}] TFLite {recipe} (converted in a child process)")
+        for recipe in tflite_recipes:
+            log(f"[{next(step)}/{stages}] TFLite {recipe} (converted in a child process)")
             name = f"gpt2_{recipe}.tflite"
             result = worker.convert_in_child(recipe, archives, source, os.path.join(tmp, name), max_seq_len,
                                              prefill_len, calibration_path)
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
-            files[name] = {"recipe": recipe, **result}
+            files[name] = {"format": "tflite", "recipe": recipe, **result}
+        for recipe in onnx_recipes:
+            log(f"[{next(step)}/{stages}] ONNX {recipe}, {graph} graph (converted in a child process)")
+            name = f"onnx/{recipe}"
+            result = worker.run_child("onnx", source, recipe, os.path.join(tmp, name), graph)
+            tree_peaks.append(result.pop("tree_peak_rss_gb"))
+            files[name] = {"format": "onnx", "recipe": recipe, "graph": graph, **result}
         shutil.rmtree(scratch)
         # TensorFlow enters this process only now, after the conversion children are done
         from tfgpt2 import GPT2Tokenizer
         from tfgpt2.export import report as export_report
-        from tfgpt2.export import saved_model, verify
+        from tfgpt2.export import saved_model
         from tfgpt2.export.source import load_model
 
         model = src if hasattr(src, "config") else load_model(src)
         if "saved_model" in formats:
-            log(f"[{len(quantize) + 1}/{stages}] SavedModel for TF Serving")
+            log(f"[{next(step)}/{stages}] SavedModel for TF Serving")
             saved_model.build(model, os.path.join(tmp, "saved_model", "1"))
         if text_signature:
             from tfgpt2.export import text_serving
 
-            log(f"[{len(quantize) + 1}/{stages}] SavedModel with generate_text (text in/out; needs TF Text ops: "
+            log(f"       SavedModel with generate_text (text in/out; needs TF Text ops: "
                 f"{', '.join(text_serving.REQUIRED_OPS)})")
             text_serving.build(model, os.path.join(tmp, "saved_model_text", "1"))
         parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-        log(f"[{stages}/{stages}] tokenizer, model.json, verification")
+        log(f"[{next(step)}/{stages}] tokenizer, model.json, verification")
         GPT2Tokenizer().save_pretrained(os.path.join(tmp, "tokenizer"))
         report = {"conversion_seconds": time.time() - start, "peak_rss_gb": max([parent_peak, *tree_peaks]),
                   "exporting_process_peak_rss_gb": parent_peak, "files": files}
         for name, entry in files.items():
-            path = os.path.join(tmp, name)
-            entry["signatures"] = verify.signature_contract(path)
-            entry["decode_tok_s"] = verify.decode_speed(path)
-            if held_out is not None:
-                entry["fidelity"] = verify.fidelity(model, path, np.asarray(held_out, np.int32), prefill_len)
+            measure(model, os.path.join(tmp, name), entry, held_out, prefill_len)
         dropped = contract.special_tokens(model.config)[1]
         for name, value in dropped.items():
             log(f"note: {name} {value} is outside the vocabulary ({model.config.vocab_size}); the export never feeds "
@@ -165,60 +175,24 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
     return report
 
 
-def replace(tmp, out):
-    """Renames the finished export `tmp` to `out`. A previous `out` waits beside it (a staging name)
-    until the new one is in place, is put back if that rename fails, and is removed after."""
-    if not os.path.lexists(out):
-        os.rename(tmp, out)
+def measure(model, path, entry, held_out, prefill_len):
+    """Adds the signatures, decode tok/s and (with `held_out`) fidelity of one .tflite or ONNX recipe to `entry`."""
+    if entry["format"] == "onnx":
+        from tfgpt2.export import onnx_run
+
+        graph = os.path.join(path, "model.onnx")
+        entry["signatures"] = {"model": onnx_run.signature(graph)}
+        prompt = min(32, model.config.n_positions // 4)
+        entry["decode_tok_s"] = onnx_run.decode_speed(graph, prompt, min(32, model.config.n_positions - prompt - 1))
+        if held_out is not None and entry["graph"] == "lm":
+            entry["fidelity"] = onnx_run.fidelity(model, graph, np.asarray(held_out, np.int32))
         return
-    old = os.path.join(os.path.dirname(out), f"{STAGING}{os.getpid()}-previous-{os.path.basename(out)}")
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old, out)
-        raise
-    _remove(old)
+    from tfgpt2.export import verify
 
-
-def recover(out):
-    """Cleans up beside `out` after exports that were killed: the staging directories of processes
-    that are gone are removed, except a previous export whose place is empty (killed between the two
-    renames of `replace`), which is put back."""
-    parent = os.path.dirname(out)
-    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
-        pid, _, rest = name[len(STAGING):].partition("-")
-        if not name.startswith(STAGING) or (pid.isdigit() and _alive(int(pid))):
-            continue
-        path, previous = os.path.join(parent, name), rest[len("previous-"):] if rest.startswith("previous-") else ""
-        if previous and not os.path.lexists(os.path.join(parent, previous)):
-            os.rename(path, os.path.join(parent, previous))
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _replaceable(path):
-    """What --overwrite may replace: an export (it has model.json) or an empty directory."""
-    if os.path.isdir(path):
-        return os.path.exists(os.path.join(path, "model.json")) or not os.listdir(path)
-    return False
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.remove(path)
+    entry["signatures"] = verify.signature_contract(path)
+    entry["decode_tok_s"] = verify.decode_speed(path)
+    if held_out is not None:
+        entry["fidelity"] = verify.fidelity(model, path, np.asarray(held_out, np.int32), prefill_len)
 
 
 def check_android_target(assets):

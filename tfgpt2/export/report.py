@@ -1,4 +1,4 @@
-"""report.md / report.json of an export: per file size, fidelity vs Keras, LiteRT tok/s, conversion cost."""
+"""report.md / report.json of an export: per model size, fidelity vs Keras, LiteRT / ORT tok/s, conversion cost."""
 
 import json
 import os
@@ -7,12 +7,13 @@ import os
 def write(out_dir, report):
     with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
-    lines = ["# tfgpt2 export report", "", "| file | MB | max abs logit diff | top-1 agreement | perplexity "
-             "(Keras) | decode tok/s (LiteRT, 2 threads) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["# tfgpt2 export report", "", "| model | runtime | MB | max abs logit diff | top-1 agreement | "
+             "perplexity (Keras) | decode tok/s (2 threads) |", "|---|---|---:|---:|---:|---:|---:|"]
     for name, r in report["files"].items():
         fid = r.get("fidelity", {})
         nan = float("nan")
-        lines.append(f"| {name} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', nan):.2e} | "
+        runtime = "ONNX Runtime" if r.get("format") == "onnx" else "LiteRT"
+        lines.append(f"| {name} | {runtime} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', nan):.2e} | "
                      f"{100 * fid.get('top1_agreement', nan):.2f} % | {fid.get('perplexity', nan):.2f} "
                      f"({fid.get('keras_perplexity', nan):.2f}) | {r.get('decode_tok_s', nan):.1f} |")
     lines += ["", f"export: {report['conversion_seconds']:.1f} s; peak RSS {report['peak_rss_gb']:.2f} GB "

@@ -37,3 +37,14 @@ def source_config(src):
                              "save a TFGPT2LMHeadModel with model.save('m.keras').")
         return GPT2Config.from_dict(saved["config"]["config"])
     return GPT2Config.from_pretrained(src if os.path.isdir(src) else resolve(src))
+
+
+def is_base_model(src):
+    """True when `src` is a base model without an LM head: a TFGPT2Model, or a checkpoint whose config
+    names the GPT2Model architecture."""
+    if hasattr(src, "config"):
+        return type(src).__name__ == "TFGPT2Model"
+    if is_keras_file(src):
+        with zipfile.ZipFile(src) as archive:
+            return json.loads(archive.read("config.json")).get("class_name") == "TFGPT2Model"
+    return source_config(src).extra.get("architectures") == ["GPT2Model"]

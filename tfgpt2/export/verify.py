@@ -1,4 +1,4 @@
-"""Verify an export: each .tflite against Keras in the LiteRT interpreter; sizes; decode speed."""
+"""Verify an export: each .tflite in the LiteRT interpreter, each ONNX graph in ONNX Runtime; sizes; decode speed."""
 
 import os
 import time
@@ -90,7 +90,7 @@ def decode_speed(path, steps=32, threads=2):
     return steps / (time.perf_counter() - start)
 
 
-def _nll(logits, targets):
+def nll(logits, targets):
     """Summed negative log-likelihood of `targets` (N,) under `logits` (N, V)."""
     shifted = logits - logits.max(-1, keepdims=True)
     logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
@@ -107,15 +107,45 @@ def fidelity(model, path, blocks, prefill_len):
         worst = max(worst, float(np.abs(lite - ref).max()))
         agree += int((lite.argmax(-1) == ref.argmax(-1)).sum())
         total += len(rest)
-        nll_lite += _nll(lite, rest)
-        nll_keras += _nll(ref, rest)
+        nll_lite += nll(lite, rest)
+        nll_keras += nll(ref, rest)
     return {"max_abs_logit_diff": worst, "top1_agreement": agree / total,
             "perplexity": float(np.exp(nll_lite / total)), "keras_perplexity": float(np.exp(nll_keras / total))}
 
 
+def verify_onnx(path, name, entry, written, log):
+    """Problem lines for one ONNX recipe directory: its graph's inputs/outputs against model.json, and a
+    prompt pass + 4 cached steps in ONNX Runtime (and ORT GenAI on its directory when it is installed)."""
+    from tfgpt2.export import onnx_run
+
+    try:
+        from tfgpt2.export.onnx_export import check_installed
+
+        check_installed()
+        graph = os.path.join(path, "model.onnx")
+        if onnx_run.signature(graph) != entry["signatures"]["model"]:
+            return [f"{name}/model.onnx: inputs/outputs differ from model.json"]
+        prompt = min(4, written["config"]["n_positions"] // 2)
+        rate = onnx_run.decode_speed(graph, prompt, min(4, written["config"]["n_positions"] - prompt - 1))
+    except (ImportError, ValueError) as e:
+        return [f"{name}: {e}"]
+    log(f"{name}/model.onnx: inputs/outputs match model.json, ONNX Runtime ran a prompt + 4 cached steps "
+        f"({rate:.1f} tok/s)")
+    if entry.get("genai"):
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime_genai") is None:
+            log(f"{name}: ORT GenAI not installed (pip install onnxruntime-genai), its run skipped")
+            return []
+        tokens = onnx_run.genai_greedy(path, [0, 1], 2)
+        log(f"{name}: ORT GenAI opened the directory and generated {len(tokens)} tokens")
+    return []
+
+
 def verify_dir(directory, log=print):
     """Re-checks an export: file hashes, each .tflite's signatures against model.json and a
-    prefill + decode run, and the SavedModel's serving_default. Raises ValueError on a mismatch."""
+    prefill + decode run, each ONNX graph in ONNX Runtime, and the SavedModel's serving_default.
+    Raises ValueError on a mismatch."""
     written = contract.read(directory)
     problems = contract.changed_files(directory, written)
     for name, entry in written["models"].items():
@@ -127,6 +157,9 @@ def verify_dir(directory, log=print):
         else:
             rate = decode_speed(file, steps=4)
             log(f"{name}: signatures match model.json, prefill + 4 decode steps ran ({rate:.1f} tok/s)")
+    for name, entry in written.get("onnx", {}).items():
+        if not any(p.startswith(name + "/") for p in problems):
+            problems += verify_onnx(os.path.join(directory, name), name, entry, written, log)
     saved = os.path.join(directory, "saved_model", "1")
     if os.path.isdir(saved):
         import tensorflow as tf

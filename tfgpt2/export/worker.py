@@ -8,9 +8,12 @@ recipe is converted by a fresh child that never loads Keras weights (docs/design
     python -m tfgpt2.export.worker archive SRC DIR MAX_SEQ_LEN PREFILL_LEN [float] [int4]
     python -m tfgpt2.export.worker convert DIR RECIPE OUT.tflite
     python -m tfgpt2.export.worker calibrated SRC RECIPE OUT.tflite MAX_SEQ_LEN PREFILL_LEN CALIBRATION.npy
+    python -m tfgpt2.export.worker onnx SRC RECIPE OUT_DIR GRAPH
 
 Each prints one JSON line (peak_rss_gb, seconds, and for conversions bytes and tied_embedding_bytes_saved).
 A calibrated recipe (int8-full) converts from SRC: its representative dataset runs the float model.
+An ONNX recipe converts from SRC too: tf2onnx reads a graph whose weights are inputs (onnx_graph.py),
+so the child holds the Keras weights and one ONNX copy of them, not the converter's copies.
 """
 
 import json
@@ -60,6 +63,14 @@ def convert_calibrated(src, name, out_path, max_seq_len, prefill_len, calibratio
     flat = tflite.convert(model, max_seq_len, prefill_len, integer_attention=recipe.integer_attention,
                           buffer_offset=recipe.buffer_offset, **recipe.converter_options(dataset))
     return _write(out_path, *_post_process(recipe, flat))
+
+
+def convert_onnx(src, name, directory, graph):
+    """ONNX recipe `name` of SRC's `graph` ("lm" or "base") into `directory` (onnx_export.write_recipe)."""
+    from tfgpt2.export import onnx_export
+    from tfgpt2.export.source import load_model
+
+    return onnx_export.write_recipe(load_model(src), recipes.get(name), directory, graph == "base")
 
 
 def _post_process(recipe, flat):
@@ -151,8 +162,10 @@ def main(argv):
         result = convert(*args)
     elif step == "calibrated":
         result = convert_calibrated(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5])
+    elif step == "onnx":
+        result = convert_onnx(*args)
     else:
-        raise SystemExit(f"unknown step {step!r}; use archive, convert or calibrated")
+        raise SystemExit(f"unknown step {step!r}; use archive, convert, calibrated or onnx")
     result.update(seconds=time.time() - start, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
     print(json.dumps(result))
 
