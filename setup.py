@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+# `tfgpt2 export --formats onnx`: tf2onnx converts, ONNX Runtime checks, tokenizers writes tokenizer.json
+ONNX = ["tf2onnx>=1.17", "onnx>=1.18", "onnxruntime>=1.22", "tokenizers>=0.21"]
+
 setup(
     name="tfgpt2",
     version="0.1.0",
@@ -29,18 +32,20 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
+        "onnx": ONNX,
         "test": [
             "pytest>=8",
             "torch==2.13.0",
             "transformers>=5.0",
-            "tokenizers>=0.21",
+            *ONNX,
+            "onnxruntime-genai>=0.18",
         ],
         "bench": [
             "torch==2.13.0",
             "transformers>=5.0",
-            "onnx>=1.18",
+            *ONNX,
             "onnxscript>=0.3",
-            "onnxruntime>=1.22",
+            "onnxruntime-genai>=0.18",
         ],
     },
     entry_points={"console_scripts": ["tfgpt2=tfgpt2.cli.main:main"]},

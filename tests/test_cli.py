@@ -58,7 +58,7 @@ BAD = {  # five bad invocations per subcommand: (arguments, text the one-line er
                (["--model", "{tiny}", "--out", "{tmp}/e", "--quantize", "int8-full"], "--calibration-text"),
                (["--model", "{tiny}", "--out", "{tmp}/e", "--max-seq-len", "4096"], "n_positions"),
                (["--model", "/nonexistent/dir", "--out", "{tmp}/e"], "not a checkpoint directory"),
-               (["--model", "{tiny}", "--out", "{tmp}/e", "--formats", "onnx"], "unknown export format"),
+               (["--model", "{tiny}", "--out", "{tmp}/e", "--formats", "coreml"], "unknown export format"),
                (["--model", "{tiny}", "--out", "{tmp}/e", "--formats", "saved_model", "--quantize", "int8"],
                 "add tflite")],
     "verify": [(["/nonexistent/dir"], "no model.json"), (["{tmp}"], "no model.json"), ([], "directory"),

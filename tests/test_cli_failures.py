@@ -190,3 +190,54 @@ def test_killed_conversion_child_one_line_nothing_left(hf_checkpoints, tmp_path)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
     _one_line(result, "killed by SIGKILL")
     assert os.listdir(tmp_path) == []
+
+
+# sitecustomize.py for the processes of an export: one module hidden, as on a machine without it
+HIDE_MODULE = """
+import sys
+class _Hidden:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == {name!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _Hidden())
+"""
+# ... or the ONNX passes writing an op ONNX Runtime has no kernel for (what an unconvertible TF op leaves)
+BREAK_ONNX = """
+import importlib.abc, importlib.machinery, sys
+class _Break(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "tfgpt2.export.onnx_passes":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            run(module)
+            def reduce_means(graph):
+                for node in graph.node:
+                    if node.op_type == "GlobalAveragePool":
+                        node.op_type = "Erfc"
+            module.reduce_means = reduce_means
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, _Break())
+"""
+
+
+@pytest.mark.parametrize("site, match", [
+    (HIDE_MODULE.format(name="tf2onnx"), "needs tf2onnx: pip install 'tfgpt2[onnx]'"),
+    (HIDE_MODULE.format(name="onnxruntime"), "needs onnxruntime"),
+    (BREAK_ONNX, "ONNX Runtime cannot load model.onnx"),
+], ids=["no-tf2onnx", "no-onnxruntime", "ort-refuses"])
+def test_onnx_export_without_its_libraries_or_unloadable_one_line_nothing_left(hf_checkpoints, tmp_path, site,
+                                                                               match):
+    ckpt = hf_checkpoints["small-gelu_new"][1]
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(site)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    script = os.path.join(os.path.dirname(sys.executable), "tfgpt2")
+    result = subprocess.run([script, "export", "--model", ckpt, "--out", str(work / "e"), "--formats", "onnx"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    _one_line(result, match)
+    assert os.listdir(work) == []

@@ -17,7 +17,10 @@ def activation(name):
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         return lambda x: tf.nn.gelu(x, approximate=True)
     if name == "gelu":
-        return lambda x: tf.nn.gelu(x, approximate=False)
+        def exact_gelu(x):  # named: the ONNX export spells it with Erf (export/onnx_graph.py)
+            return tf.nn.gelu(x, approximate=False)
+
+        return exact_gelu
     return {"relu": tf.nn.relu, "silu": tf.nn.silu, "swish": tf.nn.silu, "tanh": tf.tanh}[name]
 
 

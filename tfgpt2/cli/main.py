@@ -43,7 +43,7 @@ def main(argv=None):
 
 
 FULL_DISK = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-KNOWN = (ValueError, OSError, ExportError)  # their messages name the fix; others get the class name too
+KNOWN = (ValueError, OSError, ImportError, ExportError)  # their messages name the fix; others get the class name too
 
 
 def one_line(error):

@@ -11,6 +11,8 @@ without constants (tf2onnx freezes, folds and copies every constant several time
 in memory); onnx_export.py turns those inputs into initializers afterwards, tensor by tensor.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -52,7 +54,15 @@ def attention(block, x, bias, past_k, past_v, heads_shape, merged_shape):
     scores = tf.matmul(q * attn.scale, k, transpose_b=True) + bias  # (B, nh, T, P + T)
     y = tf.matmul(tf.nn.softmax(scores, axis=-1), v)  # (B, nh, T, hs)
     x = x + linear(attn.c_proj, tf.reshape(tf.transpose(y, (0, 2, 1, 3)), merged_shape))  # (B, T, C)
-    return x + linear(mlp.c_proj, mlp.act(linear(mlp.c_fc, layer_norm(block.ln_2, x)))), k, v  # (B, T, C)
+    hidden = activation(block.mlp.act, linear(mlp.c_fc, layer_norm(block.ln_2, x)))  # (B, T, 4C)
+    return x + linear(mlp.c_proj, hidden), k, v  # (B, T, C)
+
+
+def activation(act, x):
+    """The MLP's activation; exact GELU through Erf (TF's own lowers to Erfc, which tf2onnx can't convert)."""
+    if act.__name__ == "exact_gelu":
+        return 0.5 * x * (1.0 + tf.math.erf(x * math.sqrt(0.5)))
+    return act(x)
 
 
 def graph_function(model, base=False):

@@ -1,62 +1,78 @@
-"""The ONNX int8 recipe: int8 weights, float activations, the tied embedding stored once as int8.
+"""The ONNX int8 recipe: int8 weights (one scale per output channel), float activations.
 
-ORT's `quantize_dynamic` quantizes every MatMul weight (per output channel) but would quantize the
-tied head by transposing the embedding table in place, breaking the lookup that reads it, or store the
-table twice. So the table is quantized here first, once, as int8 (C, V) with one scale per token:
-the lookup gathers its columns and rescales them; the head is the pattern quantize_dynamic itself
-writes (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul), which ORT fuses into one
-DynamicQuantizeMatMul at session load.
+Every MatMul over a weight becomes the pattern ORT's own `quantize_dynamic` writes
+(DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul), which ORT fuses into one
+DynamicQuantizeMatMul at session load. It is written here rather than by quantize_dynamic because
+the tied embedding must stay one tensor: quantize_dynamic transposes the head's weight in place,
+breaking the lookup that reads the same table (or stores the table twice). Here the table is one
+int8 (C, V) tensor with a scale per token: the head multiplies by it, the lookup gathers its columns
+and rescales them. Symmetric int8 (zero point 0), as quantize_dynamic's default for weights.
 """
 
 import numpy as np
 
 
-def quantize(proto, table):
-    """The int8 ModelProto of the fp32 `proto` (onnx_export.convert); `table` = the embedding's name."""
-    import os
-    import tempfile
+def quantize(graph, weights, table):
+    """Rewrites the fp32 graph (onnx_passes, tie_head done) in place; `table` = the embedding's name."""
+    q_table, s_table = share_int8_table(graph, weights, table)
+    count = {}
+    for node in graph.node:
+        for name in node.input:
+            count[name] = count.get(name, 0) + 1
+    for node in [n for n in graph.node if n.op_type == "MatMul" and weights.get(n.input[1]) is not None
+                 and weights[n.input[1]].ndim == 2]:
+        name = node.input[1]
+        q, scale = _per_column(weights[name])  # (in, out) int8, (out,)
+        weights[f"{name}.int8"], weights[f"{name}.scale"] = q, scale
+        count[name] -= 1
+        if count[name] == 0:
+            del weights[name]
+        _int8_matmul(graph, node, f"{name}.int8", f"{name}.scale")
+    head = next((n for n in graph.node if n.op_type == "Gemm" and n.input[1] == table), None)
+    if head is not None:  # the base-model graph has no head
+        _int8_matmul(graph, head, q_table, s_table)
+    del weights[table]
 
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    share_int8_table(proto.graph, table)
-    with tempfile.TemporaryDirectory() as tmp:  # quantize_dynamic writes its result to a file
-        out = os.path.join(tmp, "int8.onnx")
-        quantize_dynamic(proto, out, op_types_to_quantize=["MatMul"], per_channel=True, weight_type=QuantType.QInt8,
-                         extra_options={"MatMulConstBOnly": True})
-        return onnx.load(out)
+def _per_column(w):
+    """(in, out) float -> int8 (in, out), float32 scale (out,): symmetric, max |w| of a column -> 127."""
+    scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0  # (out,)
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
-def share_int8_table(graph, table):
-    """Gather(table, ids) and the Gemm head over `table` -> both read one int8 (C, V) table + (V,) scales."""
-    from onnx import helper, numpy_helper
+def _int8_matmul(graph, node, q_name, s_name):
+    """node (MatMul x @ W, or the head's Gemm) -> x @ int8 weight `q_name` (in, out) * scales `s_name` (out,)."""
+    from onnx import helper
 
-    from tfgpt2.export.onnx_export import _replace
+    from tfgpt2.export.onnx_passes import replace
 
-    init = next(i for i in graph.initializer if i.name == table)
-    values = numpy_helper.to_array(init)  # (V, C)
-    scale = np.maximum(np.abs(values).max(axis=1), 1e-12) / 127.0  # (V,)
-    q = np.clip(np.round(values / scale[:, None]), -127, 127).astype(np.int8)  # (V, C)
+    x, out, p = node.input[0], node.output[0], f"{node.output[0]}/int8"
+    replace(graph, node, [
+        helper.make_node("DynamicQuantizeLinear", [x], [f"{p}/x", f"{p}/x_scale", f"{p}/x_zero"]),
+        helper.make_node("MatMulInteger", [f"{p}/x", q_name, f"{p}/x_zero"], [f"{p}/acc"]),  # (..., out) int32
+        helper.make_node("Cast", [f"{p}/acc"], [f"{p}/acc_f"], to=1),
+        helper.make_node("Mul", [f"{p}/x_scale", s_name], [f"{p}/scales"]),  # (out,)
+        helper.make_node("Mul", [f"{p}/acc_f", f"{p}/scales"], [out])])
+
+
+def share_int8_table(graph, weights, table):
+    """The lookup Gather(table (V, C), ids) -> rows of one int8 (C, V) table * per-token scales.
+    Returns the int8 table's and the scales' names (the head reads them too)."""
+    from onnx import helper
+
+    from tfgpt2.export.onnx_passes import replace
+
+    q, scale = _per_column(weights[table].T)  # (C, V) int8, (V,)
     q_name, s_name = f"{table}.int8", f"{table}.scale"
-    graph.initializer.remove(init)
-    graph.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(q.T), q_name),  # (C, V)
-                              numpy_helper.from_array(scale.astype(np.float32), s_name)])
-    del values, q
+    weights[q_name], weights[s_name] = np.ascontiguousarray(q), scale
+    weights["wte_int8/last_axis"] = np.array([-1], np.int64)
     lookup = next(n for n in graph.node if n.op_type == "Gather" and n.input[0] == table)
-    head = next(n for n in graph.node if n.op_type == "Gemm" and n.input[1] == table)
     ids, rows = lookup.input[1], lookup.output[0]
-    _replace(graph, lookup, [
+    replace(graph, lookup, [
         helper.make_node("Gather", [q_name, ids], ["wte_int8/columns"], axis=1),  # (C, B, T)
         helper.make_node("Transpose", ["wte_int8/columns"], ["wte_int8/rows"], perm=[1, 2, 0]),  # (B, T, C)
         helper.make_node("Cast", ["wte_int8/rows"], ["wte_int8/rows_f"], to=1),
         helper.make_node("Gather", [s_name, ids], ["wte_int8/scale"], axis=0),  # (B, T)
         helper.make_node("Unsqueeze", ["wte_int8/scale", "wte_int8/last_axis"], ["wte_int8/scale_1"]),
         helper.make_node("Mul", ["wte_int8/rows_f", "wte_int8/scale_1"], [rows])])  # (B, T, C)
-    hidden, logits = head.input[0], head.output[0]  # (N, C) -> (N, V)
-    _replace(graph, head, [
-        helper.make_node("DynamicQuantizeLinear", [hidden], ["head_int8/x", "head_int8/x_scale", "head_int8/x_zero"]),
-        helper.make_node("MatMulInteger", ["head_int8/x", q_name, "head_int8/x_zero"], ["head_int8/acc"]),  # (N, V)
-        helper.make_node("Cast", ["head_int8/acc"], ["head_int8/acc_f"], to=1),
-        helper.make_node("Mul", ["head_int8/x_scale", s_name], ["head_int8/scales"]),  # (V,)
-        helper.make_node("Mul", ["head_int8/acc_f", "head_int8/scales"], [logits])])
-    graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "wte_int8/last_axis"))
+    return q_name, s_name

@@ -59,7 +59,7 @@ def genai_greedy(directory, prompt, new_tokens):
     generator.append_tokens(np.asarray([prompt], np.int32))
     while not generator.is_done():
         generator.generate_next_token()
-    return list(generator.get_sequence(0))[len(prompt):]
+    return [int(t) for t in generator.get_sequence(0)[len(prompt):]]
 
 
 def signature(path):

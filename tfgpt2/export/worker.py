@@ -68,9 +68,8 @@ def convert_calibrated(src, name, out_path, max_seq_len, prefill_len, calibratio
 def convert_onnx(src, name, directory, graph):
     """ONNX recipe `name` of SRC's `graph` ("lm" or "base") into `directory` (onnx_export.write_recipe)."""
     from tfgpt2.export import onnx_export
-    from tfgpt2.export.source import load_model
 
-    return onnx_export.write_recipe(load_model(src), recipes.get(name), directory, graph == "base")
+    return onnx_export.write_recipe(src, recipes.get(name), directory, graph == "base")
 
 
 def _post_process(recipe, flat):
