@@ -1,6 +1,7 @@
-"""TFLite export at GPT-2 124M shape (random weights): size, conversion cost, LiteRT decode speed.
+"""Exports at GPT-2 124M shape (random weights): size, conversion cost, LiteRT and ONNX Runtime decode speed.
 
     pip install ".[bench]" && python benchmarks/export.py [--recipes fp32,fp16,int8,int4] [--threads 2]
+        [--sections tflite,onnx] [--rounds 5]
 
 Each row runs in its own subprocess. tfgpt2 rows convert a saved 124M checkpoint the way
 `tfgpt2 export` does (a child loads it and writes the converter's SavedModel, a fresh child
@@ -19,6 +20,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_onnx  # noqa: E402
 from peers import EXPORT, run_system  # noqa: E402
 
 COMMON = """
@@ -121,22 +123,32 @@ def run(code, args, *argv):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", default="fp32,fp16,int8,int4")
-    parser.add_argument("--peers", default="onnxruntime,full_window_int8")
+    parser.add_argument("--peers", default="full_window_int8",
+                        help="TFLite-section peers: full_window_int8, onnxruntime (transformers' ONNX, best of 3)")
+    parser.add_argument("--sections", default="tflite,onnx")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the ONNX section")
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    rows = {}
-    with tempfile.TemporaryDirectory(prefix="gpt2-124m-") as checkpoint:
+    rows, sections, onnx_rates = {}, args.sections.split(","), {}
+    with tempfile.TemporaryDirectory(prefix="gpt2-124m-") as work:
+        checkpoint = os.path.join(work, "checkpoint")
         print(f"checkpoint {run(CHECKPOINT, args, checkpoint)}", flush=True)
-        for recipe in filter(None, args.recipes.split(",")):
+        for recipe in filter(None, args.recipes.split(",") if "tflite" in sections else []):
             rows[recipe] = run(TFLITE.replace("{recipe}", recipe), args, checkpoint)
             print(f"tfgpt2 {recipe:6s} {rows[recipe]}", flush=True)
+        if "onnx" in sections:
+            onnx_rates = export_onnx.run(args, checkpoint, work)
+    if "tflite" not in sections:
+        return
     peers = {name: run(SYSTEMS[name], args) for name in filter(None, args.peers.split(","))}
     for name, r in peers.items():
         print(f"{name} {r}", flush=True)
     fp32 = rows.get("fp32", {}).get("bytes")
     ort = peers.get("onnxruntime", {})
+    if "int8_tok_s" not in ort and "transformers int8" in onnx_rates:  # the ONNX section's median
+        ort = {"int8_tok_s": onnx_rates["transformers int8"]}
     print(f"\nGPT-2 124M, LiteRT interpreter, {args.threads} threads, {args.prompt}-token prompt, {args.new} greedy "
           f"tokens, 256-slot KV cache")
     print(f"{'file':22s} {'MB':>8s} {'x fp32':>7s} {'convert s':>9s} {'conv. RSS GB':>12s} {'tok/s':>7s} "

@@ -6,9 +6,10 @@ process exits (rows write GBs). `interleaved(systems, rounds)` keeps one process
 and times one run of each in turn, round after round: a shared machine's speed drifts by tens of
 percent within minutes, so peers are compared within a round, not across minutes.
 
-EXPORT (ONNX export of transformers' GPT-2 with past) defines `path` (the .onnx file), `L, H, D`,
-`ort_greedy(path)` -> tok/s (greedy loop with past, NEW tokens after `ids`) and
-`ort_greedy_runner(path)`, one such run per call; it expects COMMON's NEW, THREADS and ids.
+EXPORT (ONNX export of transformers' GPT-2 with past: random weights, or the checkpoint at CKPT when
+the code defines it) defines `path` (the .onnx file), `L, H, D`, `ort_greedy(path)` -> tok/s (greedy
+loop with past, NEW tokens after `ids`) and `ort_greedy_runner(path)`, one such run per call (ORT_PAST,
+for a file exported before); it expects COMMON's NEW, THREADS and ids.
 """
 
 import json
@@ -117,11 +118,41 @@ def interleaved(systems, rounds, threads, pause=0.5):
     return times, {name: server.finish() for name, server in servers.items()}
 
 
+ORT_PAST = """
+import onnxruntime as ort
+peer_tokens = []  # the greedy tokens of the last run
+def ort_greedy_runner(onnx_path, decode_only=False):
+    opts = ort.SessionOptions(); opts.intra_op_num_threads = THREADS; opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
+    def run():  # tok/s over all NEW tokens, or over the NEW - 1 after the prompt pass
+        past = np.zeros((L, 2, 1, H, 0, D), np.float32)
+        x = ids
+        peer_tokens.clear()
+        t0 = time.perf_counter()
+        for step in range(NEW):
+            if step == 1:
+                t1 = time.perf_counter()
+            total = past.shape[4] + x.shape[1]
+            logits, past = sess.run(None, {"input_ids": x, "position_ids": np.arange(total - x.shape[1], total)[None],
+                                           "attention_mask": np.ones((1, total), np.int64), "past": past})
+            x = logits.argmax(-1)[:, None].astype(np.int64)
+            peer_tokens.append(int(x[0, 0]))
+        end = time.perf_counter()
+        return (NEW - 1) / (end - t1) if decode_only else NEW / (end - t0)
+    return run
+def ort_greedy(onnx_path, repeats=1, decode_only=False):
+    run = ort_greedy_runner(onnx_path, decode_only)
+    run()  # warm-up
+    return max(run() for _ in range(repeats))
+"""
+
 EXPORT = """
-import torch, transformers, onnxruntime as ort
+import torch, transformers
 torch.set_num_threads(THREADS)
-cfg = transformers.GPT2Config()
-model = transformers.GPT2LMHeadModel(cfg).eval()
+ckpt = globals().get("CKPT")
+model = (transformers.GPT2LMHeadModel.from_pretrained(ckpt) if ckpt else transformers.GPT2LMHeadModel(
+    transformers.GPT2Config())).eval()
+cfg = model.config
 L, H, D = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
 class WithPast(torch.nn.Module):
     def __init__(self, m):
@@ -136,32 +167,11 @@ class WithPast(torch.nn.Module):
         present = torch.stack([torch.stack([kv.layers[i].keys, kv.layers[i].values]) for i in range(L)])
         return out.logits[:, -1], present
 tmp = scratch()  # the exported model is ~0.5 GB per run
-path = os.path.join(tmp, "gpt2_past.onnx")
+path = os.path.join(globals().get("PEER_DIR") or tmp, "gpt2_past.onnx")
 auto = torch.export.Dim.AUTO
 example = (torch.tensor(ids[:, :4]), torch.arange(4)[None] + 2, torch.ones(1, 6, dtype=torch.long),
            torch.zeros(L, 2, 1, H, 2, D))
 torch.onnx.export(WithPast(model), example, path, dynamo=True, input_names=["input_ids", "position_ids",
                   "attention_mask", "past"], output_names=["logits", "present"],
                   dynamic_shapes=({1: auto}, {1: auto}, {1: auto}, {4: auto}), external_data=False)
-def ort_greedy_runner(onnx_path, decode_only=False):
-    opts = ort.SessionOptions(); opts.intra_op_num_threads = THREADS; opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
-    def run():  # tok/s over all NEW tokens, or over the NEW - 1 after the prompt pass
-        past = np.zeros((L, 2, 1, H, 0, D), np.float32)
-        x = ids
-        t0 = time.perf_counter()
-        for step in range(NEW):
-            if step == 1:
-                t1 = time.perf_counter()
-            total = past.shape[4] + x.shape[1]
-            logits, past = sess.run(None, {"input_ids": x, "position_ids": np.arange(total - x.shape[1], total)[None],
-                                           "attention_mask": np.ones((1, total), np.int64), "past": past})
-            x = logits.argmax(-1)[:, None].astype(np.int64)
-        end = time.perf_counter()
-        return (NEW - 1) / (end - t1) if decode_only else NEW / (end - t0)
-    return run
-def ort_greedy(onnx_path, repeats=1, decode_only=False):
-    run = ort_greedy_runner(onnx_path, decode_only)
-    run()  # warm-up
-    return max(run() for _ in range(repeats))
-"""
+""" + ORT_PAST
