@@ -121,6 +121,8 @@ def test_int8_on_the_trained_reference_model(tmp_path):
     source = os.path.join(FIXTURES, "reference")
     sizes = {r: onnx_export.write_recipe(source, recipes.get(r), str(tmp_path / r))["bytes"] for r in ("fp32", "int8")}
     fidelity = onnx_run.fidelity(model, str(tmp_path / "int8" / "model.onnx"), blocks)
+    print(f"ONNX int8 on the reference model: {sizes} bytes, top-1 agreement {100 * fidelity['top1_agreement']:.2f} %, "
+          f"perplexity {fidelity['perplexity']:.2f} (fp32 Keras {fidelity['keras_perplexity']:.2f})")
     assert fidelity["top1_agreement"] >= 0.97, fidelity
     assert fidelity["perplexity"] <= 1.02 * fidelity["keras_perplexity"], fidelity
     assert sizes["int8"] <= 0.30 * sizes["fp32"], sizes

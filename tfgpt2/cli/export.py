@@ -8,6 +8,7 @@ HELP = "SavedModel (TF Serving), TFLite and ONNX per recipe, model.json, report"
 
 
 def add_arguments(p):
+    from tfgpt2.export.onnx_export import GRAPHS
     from tfgpt2.export.recipes import RECIPES
 
     p.add_argument("--model", required=True, help="HF-format directory, hub id, or .keras file")
@@ -22,7 +23,7 @@ def add_arguments(p):
                    help=f"recipes for tflite and onnx, comma list of {', '.join(RECIPES)} (onnx: fp32, int8), "
                         "each for every such format or as FORMAT:RECIPE, e.g. tflite:int4,onnx:int8 "
                         "(default fp32,int8)")
-    p.add_argument("--onnx-graph", choices=("lm", "base"), default=None,
+    p.add_argument("--onnx-graph", choices=GRAPHS, default=None,
                    help="ONNX graph output: lm = logits (ORT GenAI runs it), base = last_hidden_state "
                         "(default: base for a GPT2Model checkpoint, else lm)")
     p.add_argument("--text-signature", action="store_true",

@@ -125,21 +125,6 @@ def save(proto, weights, directory):
     return path
 
 
-def session(path, threads=2):
-    """An ONNX Runtime CPU session on `path` (ValueError naming the file when ORT refuses it)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / ... types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        first = first.split(" failed:", 1)[-1].strip()  # drop ORT's "[...] Load model from PATH failed:"
-        raise ValueError(f"ONNX Runtime cannot load {os.path.basename(path)}: {first}") from None
-
-
 def genai_config(config, special, context_length):
     """genai_config.json for ORT GenAI's "decoder" model type over the LM graph."""
     L = config.n_layer

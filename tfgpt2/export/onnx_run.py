@@ -1,5 +1,6 @@
 """Running an exported ONNX graph in ONNX Runtime: greedy decoding with the past, logits, its contract."""
 
+import os
 import time
 
 import numpy as np
@@ -9,8 +10,6 @@ class OnnxLM:
     """An ONNX Runtime session on a tfgpt2 ONNX graph; `step` runs new tokens over the past it keeps."""
 
     def __init__(self, path, threads=2):
-        from tfgpt2.export.onnx_export import session
-
         self.session = session(path, threads)
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.n_layer = sum(1 for n in inputs if n.startswith("past_key_values.") and n.endswith(".key"))
@@ -19,8 +18,10 @@ class OnnxLM:
         self.head = "logits" if "logits" in self.output_names else "last_hidden_state"
 
     def reset(self, batch=1):
-        self.past = {f"past_key_values.{i}.{kv}": np.zeros((batch, self.n_head, 0, self.head_dim), np.float32)
-                     for i in range(self.n_layer) for kv in ("key", "value")}
+        from onnxruntime import OrtValue
+
+        empty = OrtValue.ortvalue_from_numpy(np.zeros((batch, self.n_head, 0, self.head_dim), np.float32))
+        self.past = {f"past_key_values.{i}.{kv}": empty for i in range(self.n_layer) for kv in ("key", "value")}
         self.mask = np.zeros((batch, 0), np.int64)
 
     def step(self, ids, mask=None):
@@ -29,11 +30,15 @@ class OnnxLM:
         mask = np.ones_like(ids) if mask is None else np.asarray(mask, np.int64)
         self.mask = np.concatenate([self.mask, mask], 1)
         positions = np.maximum(np.cumsum(self.mask, 1) - 1, 0)[:, -ids.shape[1]:]  # HF's positions for left pads
-        out = dict(zip(self.output_names, self.session.run(None, {
-            "input_ids": ids, "attention_mask": self.mask, "position_ids": positions, **self.past})))
+        from onnxruntime import OrtValue
+
+        feeds = {name: OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value)) for name, value in
+                 (("input_ids", ids), ("attention_mask", self.mask), ("position_ids", positions))}
+        # the presents stay ORT tensors and are fed back as they are: no copy of the cache per step
+        out = dict(zip(self.output_names, self.session.run_with_ort_values(self.output_names, {**feeds, **self.past})))
         self.past = {f"past_key_values.{i}.{kv}": out[f"present.{i}.{kv}"]
                      for i in range(self.n_layer) for kv in ("key", "value")}
-        return out[self.head]
+        return out[self.head].numpy()
 
     def greedy(self, prompt, new_tokens, mask=None):
         """(tokens (B, new_tokens), logits (B, new_tokens, V)): greedy decoding after `prompt` (B, T)."""
@@ -90,18 +95,28 @@ def decode_speed(path, prompt_len=32, steps=32, threads=2):
 
 def fidelity(model, path, blocks):
     """max |logit diff| vs Keras, top-1 agreement and perplexity over teacher-forced `blocks` (N, T)."""
-    from tfgpt2.export.verify import nll
+    from tfgpt2.export.fidelity import compare
 
     lm = OnnxLM(path)
-    worst, agree, total, nll_onnx, nll_keras = 0.0, 0, 0, 0.0, 0.0
-    for block in np.asarray(blocks, np.int32):
+
+    def logits(block):
         lm.reset()
-        ours = lm.step(block[None])[0, :-1]  # (T - 1, V)
-        ref = model(block[None]).logits.numpy()[0, :-1]
-        worst = max(worst, float(np.abs(ours - ref).max()))
-        agree += int((ours.argmax(-1) == ref.argmax(-1)).sum())
-        total += len(block) - 1
-        nll_onnx += nll(ours, block[1:])
-        nll_keras += nll(ref, block[1:])
-    return {"max_abs_logit_diff": worst, "top1_agreement": agree / total,
-            "perplexity": float(np.exp(nll_onnx / total)), "keras_perplexity": float(np.exp(nll_keras / total))}
+        return lm.step(block[None])[0, :-1]  # (T - 1, V)
+
+    return compare((logits(block), model(block[None]).logits.numpy()[0, :-1], block[1:])
+                   for block in np.asarray(blocks, np.int32))
+
+
+def session(path, threads=2):
+    """An ONNX Runtime CPU session on `path` (ValueError naming the file when ORT refuses it)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / ... types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(" failed:", 1)[-1].strip()  # drop ORT's "[...] Load model from PATH failed:"
+        raise ValueError(f"ONNX Runtime cannot load {os.path.basename(path)}: {first}") from None

@@ -95,8 +95,10 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
     formats = check_formats(formats, text_signature)
     plan = recipes.plan(formats, list(quantize))
     config = source_config(src)
+    from tfgpt2.export.onnx_export import GRAPHS
+
     graph = onnx_graph or ("base" if is_base_model(src) else "lm")
-    if graph not in ("lm", "base"):
+    if graph not in GRAPHS:
         raise ValueError(f"onnx_graph={graph!r}: choose 'lm' (logits) or 'base' (last_hidden_state).")
     max_seq_len, prefill_len = default_lengths(config, max_seq_len, prefill_len)
     out = os.path.abspath(out)

@@ -90,27 +90,13 @@ def decode_speed(path, steps=32, threads=2):
     return steps / (time.perf_counter() - start)
 
 
-def nll(logits, targets):
-    """Summed negative log-likelihood of `targets` (N,) under `logits` (N, V)."""
-    shifted = logits - logits.max(-1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    return -float(logp[np.arange(len(targets)), targets].sum())
-
-
 def fidelity(model, path, blocks, prefill_len):
-    """max |logit diff| vs Keras, top-1 agreement and perplexity (nats -> exp) on held-out blocks."""
-    worst, agree, total, nll_lite, nll_keras = 0.0, 0, 0, 0.0, 0.0
-    for block in blocks:
-        prompt, rest = block[:prefill_len], block[prefill_len:]
-        lite = lite_logits(path, prompt, rest)
-        ref = model(block[None]).logits.numpy()[0, prefill_len - 1:-1]
-        worst = max(worst, float(np.abs(lite - ref).max()))
-        agree += int((lite.argmax(-1) == ref.argmax(-1)).sum())
-        total += len(rest)
-        nll_lite += nll(lite, rest)
-        nll_keras += nll(ref, rest)
-    return {"max_abs_logit_diff": worst, "top1_agreement": agree / total,
-            "perplexity": float(np.exp(nll_lite / total)), "keras_perplexity": float(np.exp(nll_keras / total))}
+    """max |logit diff| vs Keras, top-1 agreement and perplexity on held-out blocks: each block's first
+    prefill_len tokens are the prompt, the rest is predicted through prefill + decode."""
+    from tfgpt2.export.fidelity import compare
+
+    return compare((lite_logits(path, block[:prefill_len], block[prefill_len:]),
+                    model(block[None]).logits.numpy()[0, prefill_len - 1:-1], block[prefill_len:]) for block in blocks)
 
 
 def verify_onnx(path, name, entry, written, log):
