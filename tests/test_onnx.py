@@ -63,8 +63,12 @@ def test_fp32_graph_matches_transformers_over_a_ragged_batch_and_cached_steps(gr
 
 
 def test_graph_contract_names_and_dynamic_dims(graphs):
+    """The names and symbolic dims optimum and ORT GenAI use; a model the ONNX checker accepts in full."""
+    import onnx
+
     _, _, directory = graphs["wide-gelu-inv_idx"]
     cfg = CONFIGS["wide-gelu-inv_idx"]
+    onnx.checker.check_model(os.path.join(directory, "model.onnx"), full_check=True)
     signature = onnx_run.signature(os.path.join(directory, "model.onnx"))
     head_dim = cfg["n_embd"] // cfg["n_head"]
     expected_inputs = {"input_ids", "attention_mask", "position_ids",
@@ -126,6 +130,7 @@ def test_int8_on_the_trained_reference_model(tmp_path):
     assert fidelity["top1_agreement"] >= 0.97, fidelity
     assert fidelity["perplexity"] <= 1.02 * fidelity["keras_perplexity"], fidelity
     assert sizes["int8"] <= 0.30 * sizes["fp32"], sizes
+    onnx.checker.check_model(str(tmp_path / "int8" / "model.onnx"), full_check=True)
     V, C = model.config.vocab_size, model.config.n_embd
     tables = [(i.name, i.data_type) for i in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.initializer
               if sorted(i.dims) == sorted([V, C])]
