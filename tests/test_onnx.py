@@ -110,7 +110,7 @@ def test_genai_generates_model_generate_tokens_from_text(full_vocab):
     for text in TEXTS:
         ids = [int(t) for t in tokenizer.encode(text)]
         assert ids == reference.encode(text, allowed_special="all"), text
-        new = onnx_run.genai_greedy(directory, ids, 12)
+        new = onnx_run.genai_greedy(genai, ids, 12)
         keras = model.generate(np.array([ids], np.int32), max_new_tokens=12).numpy()[0, len(ids):].tolist()
         assert new == keras[:len(new)] and len(new) >= 1, text
         assert tokenizer.decode(np.array(new, np.int32)) == reference.decode(new)

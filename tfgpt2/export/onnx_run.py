@@ -53,11 +53,12 @@ class OnnxLM:
         return np.stack(tokens, 1), np.stack(rows, 1)
 
 
-def genai_greedy(directory, prompt, new_tokens):
-    """ORT GenAI on an exported ONNX directory: the greedy continuation (new ids) of `prompt` (list of ids)."""
+def genai_greedy(model, prompt, new_tokens):
+    """ORT GenAI on an exported ONNX directory (a path, or an `og.Model` of one): the greedy continuation
+    (new ids) of `prompt` (list of ids), at most `new_tokens` (fewer when it stops on eos)."""
     import onnxruntime_genai as og
 
-    model = og.Model(directory)
+    model = og.Model(model) if isinstance(model, str) else model
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(prompt) + new_tokens, do_sample=False)
     generator = og.Generator(model, params)
