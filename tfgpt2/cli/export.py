@@ -18,11 +18,11 @@ def add_arguments(p):
                         "e.g. android_demo/app/src/main/assets (default --quantize int8)")
     p.add_argument("--formats", default="saved_model,tflite",
                    help="comma list of saved_model (TF Serving), tflite (LiteRT), onnx (ONNX Runtime and ORT "
-                        "GenAI) (default saved_model,tflite)")
+                        "GenAI), litertlm (LiteRT-LM) (default saved_model,tflite)")
     p.add_argument("--quantize", default=None,
-                   help=f"recipes for tflite and onnx, comma list of {', '.join(RECIPES)} (onnx: fp32, int8), "
-                        "each for every such format or as FORMAT:RECIPE, e.g. tflite:int4,onnx:int8 "
-                        "(default fp32,int8)")
+                   help=f"recipes for tflite, onnx and litertlm, comma list of {', '.join(RECIPES)} (onnx: fp32, "
+                        "int8; litertlm: fp32, int8, int4), each for every such format or as FORMAT:RECIPE, e.g. "
+                        "tflite:int4,onnx:int8 (default fp32,int8; litertlm int8)")
     p.add_argument("--onnx-graph", choices=GRAPHS, default=None,
                    help="ONNX graph output: lm = logits (ORT GenAI runs it), base = last_hidden_state "
                         "(default: base for a GPT2Model checkpoint, else lm)")
@@ -46,11 +46,11 @@ def run(args):
     formats = pipeline.check_formats([f.strip() for f in args.formats.split(",") if f.strip()], args.text_signature)
     if "tflite" not in formats and args.android:
         raise ValueError("--android copies .tflite files: add tflite to --formats.")
-    if not {"tflite", "onnx"} & set(formats) and args.quantize:
-        raise ValueError("--quantize chooses tflite and onnx recipes: add tflite or onnx to --formats.")
+    if not {"tflite", "onnx", "litertlm"} & set(formats) and args.quantize:
+        raise ValueError("--quantize chooses tflite, onnx and litertlm recipes: add one of them to --formats.")
     if "onnx" not in formats and args.onnx_graph:
         raise ValueError("--onnx-graph is about the ONNX export: add onnx to --formats.")
-    quantize = args.quantize or ("int8" if args.android else "fp32,int8")
+    quantize = args.quantize or ("int8" if args.android else None)  # None: each format's default recipes
     scratch = None if args.out else tempfile.mkdtemp(prefix="tfgpt2-android-")
     out = args.out or os.path.join(scratch, "export")
     try:
@@ -62,7 +62,8 @@ def run(args):
             prefill = pipeline.default_lengths(source_config(args.model), args.max_seq_len, args.prefill_len)[1]
             calibration = training.pack_ids(training.read_texts(args.calibration_text), GPT2Tokenizer(),
                                             seq_len=prefill + 4)[:32]
-        pipeline.export(args.model, out, quantize=[q.strip() for q in quantize.split(",") if q.strip()],
+        recipes = quantize and [q.strip() for q in quantize.split(",") if q.strip()]
+        pipeline.export(args.model, out, quantize=recipes,
                         overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
                         calibration=calibration, text_signature=args.text_signature, formats=formats,
                         onnx_graph=args.onnx_graph)

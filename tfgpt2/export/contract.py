@@ -42,13 +42,15 @@ def artifact_format(rel):
     top = rel.split("/", 1)[0]
     if rel.endswith(".tflite"):
         return "tflite"
+    if rel.endswith(".litertlm"):
+        return "litertlm"
     return {"saved_model": "saved_model", "saved_model_text": "saved_model", "onnx": "onnx",
             "tokenizer": "tokenizer"}.get(top, "report" if top.startswith("report.") else "other")
 
 
 def artifacts(directory, files):
     """One entry per file of the export (model.json aside): format, recipe, path, bytes, sha256, and for
-    each model file (a .tflite, an onnx/<recipe>/model.onnx) its signatures."""
+    each model file (a .tflite or .litertlm, an onnx/<recipe>/model.onnx) its signatures."""
     entries = []
     for root, _, names in os.walk(directory):
         for n in sorted(names):
@@ -85,6 +87,8 @@ def write(directory, config, files, max_seq_len, prefill_len):
         "tokenizer": {"files": [f"tokenizer/{n}" for n in tokenizer_files], "type": "gpt2-byte-level-bpe"},
         "models": {name: {"recipe": e["recipe"], "signatures": e["signatures"]} for name, e in files.items()
                    if e["format"] == "tflite"},
+        "litertlm": {name: {"recipe": e["recipe"], "signatures": e["signatures"], "max_num_tokens": max_seq_len}
+                     for name, e in files.items() if e["format"] == "litertlm"},
         "onnx": {name: {"recipe": e["recipe"], "graph": e["graph"], "signatures": e["signatures"],
                         "genai": os.path.exists(os.path.join(directory, name, "genai_config.json"))}
                  for name, e in files.items() if e["format"] == "onnx"},

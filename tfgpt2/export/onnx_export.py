@@ -23,17 +23,9 @@ INSTALL = "pip install 'tfgpt2[onnx]' (tf2onnx, onnxruntime, tokenizers)"
 
 def check_installed():
     """ImportError naming the install command when a library the ONNX export needs is missing."""
-    import importlib.util
+    from tfgpt2.export.extras import require
 
-    def absent(name):
-        try:
-            return importlib.util.find_spec(name) is None
-        except (ImportError, ValueError):  # a broken or blocked install
-            return True
-
-    missing = [m for m in ("tf2onnx", "onnx", "onnxruntime", "tokenizers") if absent(m)]
-    if missing:
-        raise ImportError(f"the ONNX export needs {', '.join(missing)}: {INSTALL}")
+    require(("tf2onnx", "onnx", "onnxruntime", "tokenizers"), "the ONNX export", INSTALL)
 
 
 def write_recipe(src, recipe, directory, base=False):
@@ -44,6 +36,7 @@ def write_recipe(src, recipe, directory, base=False):
 
     from tfgpt2.export import onnx_int8
     from tfgpt2.export.contract import special_tokens
+    from tfgpt2.export.hf_tokenizer import write_tokenizer_json
     from tfgpt2.export.onnx_graph import weight_name
     from tfgpt2.export.source import load_model
 
@@ -151,22 +144,3 @@ def genai_config(config, special, context_length):
 def write_genai_config(directory, config, special, context_length):
     with open(os.path.join(directory, "genai_config.json"), "w", encoding="utf-8") as f:
         json.dump(genai_config(config, special, context_length), f, indent=2)
-
-
-def write_tokenizer_json(directory):
-    """DIR/tokenizer.json (+ tokenizer_config.json): the bundled GPT-2 vocabulary as an HF tokenizers file,
-    built by `tokenizers` the way transformers converts GPT-2's slow tokenizer."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
-
-    from tfgpt2.tokenizer import ASSETS, EOT
-
-    vocab, merges = os.path.join(ASSETS, "vocab.json"), os.path.join(ASSETS, "merges.txt")
-    tokenizer = Tokenizer(models.BPE.from_file(vocab, merges, fuse_unk=False))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
-    tokenizer.add_special_tokens([AddedToken(EOT, special=True, normalized=False)])
-    tokenizer.save(os.path.join(directory, "tokenizer.json"))
-    with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump({"tokenizer_class": "GPT2Tokenizer", "bos_token": EOT, "eos_token": EOT, "unk_token": EOT,
-                   "add_prefix_space": False, "model_max_length": 1024}, f, indent=2)

@@ -3,6 +3,7 @@
     DIR/saved_model/1/        TF Serving base path = DIR/saved_model
     DIR/gpt2_<recipe>.tflite  prefill/decode signatures, builtin ops only
     DIR/onnx/<recipe>/        model.onnx, genai_config.json, tokenizer.json (ORT, ORT GenAI)
+    DIR/gpt2_<recipe>.litertlm LiteRT-LM: prefill_<T>/decode, the KV cache written in the graph
     DIR/tokenizer/            vocab.json, merges.txt
     DIR/model.json            the contract apps and `tfgpt2 verify` read
     DIR/report.md, report.json
@@ -22,7 +23,7 @@ from tfgpt2.export.source import is_base_model, source_config
 from tfgpt2.export.staging import STAGING, recover, replace, replaceable  # noqa: F401 (STAGING: callers)
 
 DEFAULT_MAX_SEQ_LEN, DEFAULT_PREFILL_LEN = 256, 64
-FORMATS = ("saved_model", "tflite", "onnx")  # what an export can hold (`formats=`, `--formats`)
+FORMATS = ("saved_model", "tflite", "onnx", "litertlm")  # what an export can hold (`formats=`, `--formats`)
 DEFAULT_FORMATS = ("saved_model", "tflite")
 
 
@@ -57,6 +58,10 @@ def check_targets(config, out, plan, overwrite, max_seq_len, prefill_len, calibr
         from tfgpt2.export import onnx_export
 
         onnx_export.check_installed()
+    if "litertlm" in plan:
+        from tfgpt2.export import litertlm
+
+        litertlm.check_installed()
     if any(recipes.get(q).optimize == "calibrated" for q in plan.get("tflite", [])):
         if calibration is None or len(calibration) == 0:
             raise ValueError("int8-full needs representative data: pass --calibration-text FILE_OR_DIR "
@@ -77,23 +82,24 @@ def check_targets(config, out, plan, overwrite, max_seq_len, prefill_len, calibr
                          f"n_positions ({n}); lower --max-seq-len or --prefill-len.")
 
 
-def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=None, prefill_len=None,
+def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_len=None,
            held_out=None, calibration=None, text_signature=False, log=print, formats=DEFAULT_FORMATS,
            onnx_graph=None):
     """Runs every stage; returns the report dict.
 
     `src`: HF dir/hub id, `.keras` file or a model. Before this process loads the model, child
-    processes write the SavedModels the TFLite converter reads, convert each .tflite recipe and each
-    ONNX recipe (`tfgpt2/export/worker.py`), so no process holds the model and a converter at once.
-    `formats`: any of FORMATS. `quantize`: recipes for the tflite and onnx formats, each entry a recipe
-    for both or `format:recipe` (recipes.plan). `onnx_graph`: "lm" (logits) or "base"
-    (last_hidden_state); default "base" when the source is a base model (TFGPT2Model / GPT2Model).
+    processes write the SavedModels the TFLite converter reads, convert each .tflite, .litertlm and ONNX
+    recipe (`tfgpt2/export/worker.py`), so no process holds the model and a converter at once.
+    `formats`: any of FORMATS. `quantize`: recipes for the tflite, onnx and litertlm formats, each entry
+    a recipe for each of them or `format:recipe` (recipes.plan); None: each format's defaults.
+    `onnx_graph`: "lm" (logits) or "base" (last_hidden_state); default "base" when the source is a base
+    model (TFGPT2Model / GPT2Model).
     `held_out`: (N, T) int ids for fidelity numbers; `calibration`: (N, T) ids of text for int8-full;
     `text_signature`: also write DIR/saved_model_text/1 with `generate_text` (needs TF Text ops).
     `max_seq_len` / `prefill_len` default from the model (default_lengths).
     """
     formats = check_formats(formats, text_signature)
-    plan = recipes.plan(formats, list(quantize))
+    plan = recipes.plan(formats, None if quantize is None else list(quantize))
     config = source_config(src)
     from tfgpt2.export.onnx_export import GRAPHS
 
@@ -104,12 +110,12 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
     out = os.path.abspath(out)
     recover(out)
     check_targets(config, out, plan, overwrite, max_seq_len, prefill_len, calibration)
-    tflite_recipes, onnx_recipes = plan.get("tflite", []), plan.get("onnx", [])
+    tflite_recipes, onnx_recipes, lm_recipes = (plan.get(f, []) for f in ("tflite", "onnx", "litertlm"))
     tmp = tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=os.path.dirname(out))
     scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
     start = time.time()
     try:
-        stages = 1 + len(tflite_recipes) + len(onnx_recipes) + ("saved_model" in formats)
+        stages = 1 + len(tflite_recipes) + len(onnx_recipes) + len(lm_recipes) + ("saved_model" in formats)
         step, files, tree_peaks = iter(range(1, stages + 1)), {}, []
         os.makedirs(scratch)
         source = src
@@ -120,7 +126,8 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
         if any(recipes.get(q).optimize == "calibrated" for q in tflite_recipes):
             calibration_path = os.path.join(scratch, "calibration.npy")
             np.save(calibration_path, np.asarray(calibration, np.int32))
-        archives, kinds = os.path.join(scratch, "archives"), recipes.archive_kinds(tflite_recipes)
+        archives = os.path.join(scratch, "archives")
+        kinds = recipes.archive_kinds(tflite_recipes) + recipes.archive_kinds(lm_recipes, "litertlm")
         if kinds:
             log("       the converter's SavedModels (child process)")
             tree_peaks.append(worker.run_child("archive", source, archives, max_seq_len, prefill_len,
@@ -132,6 +139,13 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
                                              prefill_len, calibration_path)
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
             files[name] = {"format": "tflite", "recipe": recipe, **result}
+        for recipe in lm_recipes:
+            log(f"[{next(step)}/{stages}] LiteRT-LM {recipe} (converted in a child process)")
+            name = f"gpt2_{recipe}.litertlm"
+            result = worker.convert_in_child(recipe, archives, source, os.path.join(tmp, name), max_seq_len,
+                                             prefill_len, layout="litertlm")
+            tree_peaks.append(result.pop("tree_peak_rss_gb"))
+            files[name] = {"format": "litertlm", "recipe": recipe, **result}
         for recipe in onnx_recipes:
             log(f"[{next(step)}/{stages}] ONNX {recipe}, {graph} graph (converted in a child process)")
             name = f"onnx/{recipe}"
@@ -178,7 +192,14 @@ def export(src, out, quantize=("fp32", "int8"), overwrite=False, max_seq_len=Non
 
 
 def measure(model, path, entry, held_out, prefill_len):
-    """Adds the signatures, decode tok/s and (with `held_out`) fidelity of one .tflite or ONNX recipe to `entry`."""
+    """Adds the signatures, decode tok/s and (with `held_out`) fidelity of one .tflite or ONNX recipe to `entry`
+    (a .litertlm: its prefill and decode tok/s; its signatures came from the conversion child)."""
+    if entry["format"] == "litertlm":
+        from tfgpt2.export import litertlm_run
+
+        entry["prefill_tok_s"], entry["decode_tok_s"] = litertlm_run.speed(path, new_tokens=min(
+            32, model.config.n_positions // 4))
+        return
     if entry["format"] == "onnx":
         from tfgpt2.export import onnx_run
 

@@ -1,10 +1,11 @@
 """The export recipes, in one table: what each one means, from graph to bytes on disk.
 
-A recipe names what it does in every format that has it (`formats`): TFLite (LiteRT) files and ONNX
-directories (onnx_export.py: fp32, and int8 = ORT dynamic quantization with the tied table stored
-once). Every .tflite is converted from a SavedModel of `LiteGPT2` (tflite.py) that a child process writes
-(worker.py); `archive` says which one. int8-full is the exception: its calibration runs the float
-model during conversion, so its child converts from the model itself.
+A recipe names what it does in every format that has it (`formats`): TFLite (LiteRT) files, ONNX
+directories (onnx_export.py: fp32, and int8 weights with the tied table stored once) and .litertlm
+files (the .tflite of the same recipe in LiteRT-LM's signature layout, litertlm.py). Every .tflite
+is converted from a SavedModel that a child process writes (worker.py): `archive` says which one
+(with "lm-" before it for LiteRT-LM's layout). int8-full is the exception: its calibration runs the
+float model during conversion, so its child converts from the model itself.
 """
 
 import dataclasses
@@ -37,14 +38,14 @@ class Recipe:
 
 
 RECIPES = {r.name: r for r in (
-    Recipe("fp32", "float32 weights", formats=("tflite", "onnx")),
+    Recipe("fp32", "float32 weights", formats=("tflite", "onnx", "litertlm")),
     Recipe("fp16", "float16 weights, float32 compute", optimize="fp16"),
     Recipe("int8", "dynamic range: int8 weights, float activations; the tied embedding stored once",
-           optimize="dynamic", tied=True, buffer_offset=False, formats=("tflite", "onnx")),
+           optimize="dynamic", tied=True, buffer_offset=False, formats=("tflite", "onnx", "litertlm")),
     Recipe("int8-full", "int8 weights and activations, calibrated on text (loses GPT-2's accuracy)",
            archive=None, optimize="calibrated", tied=True, integer_attention=True, buffer_offset=False),
     Recipe("int4", "channelwise int4 weights (ai-edge-quantizer, OCTAV clipping), int8 embedding table",
-           archive="int4", int4=True),
+           archive="int4", int4=True, formats=("tflite", "litertlm")),
 )}
 
 
@@ -54,16 +55,20 @@ def get(name):
     return RECIPES[name]
 
 
-QUANTIZED_FORMATS = ("tflite", "onnx")  # the formats `quantize` chooses recipes for
+QUANTIZED_FORMATS = ("tflite", "onnx", "litertlm")  # the formats `quantize` chooses recipes for
+DEFAULTS = {"tflite": ["fp32", "int8"], "onnx": ["fp32", "int8"], "litertlm": ["int8"]}  # without `quantize`
 
 
-def plan(formats, quantize):
+def plan(formats, quantize=None):
     """{format: [recipe, ...]} for the quantized formats among `formats`.
 
     Each `quantize` entry is a recipe for every such format (it must exist in each), or `format:recipe`
-    for one of them; a format no entry names gets none. ValueError naming the fix otherwise.
+    for one of them; a format no entry names gets none. ValueError naming the fix otherwise. Without
+    `quantize`, each format gets its DEFAULTS.
     """
     chosen = [f for f in QUANTIZED_FORMATS if f in formats]
+    if quantize is None:
+        return {f: list(DEFAULTS[f]) for f in chosen}
     out = {f: [] for f in chosen}
     for entry in quantize:
         fmt, _, name = entry.rpartition(":")
@@ -81,7 +86,11 @@ def plan(formats, quantize):
     return out
 
 
-def archive_kinds(names):
-    """The SavedModels the recipes `names` convert from, in a stable order."""
-    kinds = {get(n).archive for n in names} - {None}
-    return [k for k in ("float", "int4") if k in kinds]
+ARCHIVES = ("float", "int4", "lm-float", "lm-int4")  # lm-: LiteRT-LM's signature layout (litertlm.py)
+
+
+def archive_kinds(names, layout="tflite"):
+    """The SavedModels the recipes `names` of format `layout` convert from, in a stable order."""
+    prefix = "lm-" if layout == "litertlm" else ""
+    kinds = {prefix + get(n).archive for n in names if get(n).archive is not None}
+    return [k for k in ARCHIVES if k in kinds]

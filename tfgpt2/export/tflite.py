@@ -162,9 +162,10 @@ def write_archive(model, directory, max_seq_len=256, prefill_len=64, integer_att
 
 
 def convert_archive(directory, optimizations=None, representative_dataset=None, target_types=None,
-                    buffer_offset=True):
-    """TFLite flatbuffer bytes from `write_archive`'s SavedModel, builtin ops only."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["prefill", "decode"])
+                    buffer_offset=True, signature_keys=("prefill", "decode")):
+    """TFLite flatbuffer bytes from `write_archive`'s SavedModel (or litertlm.write_archive's with its
+    `signature_keys`), builtin ops only."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(signature_keys))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     # weights written after the flatbuffer by offset: one less copy of them while serialising, same
     # logits; LiteRT reads such files since TF 2.15

@@ -68,7 +68,9 @@ def lite_logits(path, prompt, continuation):
 
 def signature_contract(path):
     """Signature names, tensor names, dtypes and shapes as the app's runner sees them."""
-    it, _, _ = lite_runners(path)
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=path)
     contract = {}
     for name in it.get_signature_list():
         runner = it.get_signature_runner(name)
@@ -97,6 +99,27 @@ def fidelity(model, path, blocks, prefill_len):
 
     return compare((lite_logits(path, block[:prefill_len], block[prefill_len:]),
                     model(block[None]).logits.numpy()[0, prefill_len - 1:-1], block[prefill_len:]) for block in blocks)
+
+
+def verify_litertlm(path, name, entry, log):
+    """Problem lines for one .litertlm: the signatures of the .tflite inside against model.json, and a
+    greedy run of a short prompt through LiteRT-LM's Python API."""
+    import tempfile
+
+    from tfgpt2.export import litertlm_run
+    from tfgpt2.export.litertlm import check_installed
+
+    try:
+        check_installed()
+        with tempfile.TemporaryDirectory() as tmp:
+            if signature_contract(litertlm_run.inner_tflite(path, tmp)) != entry["signatures"]:
+                return [f"{name}: signatures differ from model.json"]
+        with litertlm_run.engine(path) as lm:
+            text, why = litertlm_run.generate(lm, "Hello", 4, entry["max_num_tokens"])
+    except (ImportError, ValueError, RuntimeError) as e:
+        return [f"{name}: {e}"]
+    log(f"{name}: signatures match model.json, LiteRT-LM generated {text!r} (stopped: {why})")
+    return []
 
 
 def verify_onnx(path, name, entry, written, log):
@@ -143,6 +166,9 @@ def verify_dir(directory, log=print):
         else:
             rate = decode_speed(file, steps=4)
             log(f"{name}: signatures match model.json, prefill + 4 decode steps ran ({rate:.1f} tok/s)")
+    for name, entry in written.get("litertlm", {}).items():
+        if not any(p.startswith(name + " ") for p in problems):
+            problems += verify_litertlm(os.path.join(directory, name), name, entry, log)
     for name, entry in written.get("onnx", {}).items():
         if not any(p.startswith(name + "/") for p in problems):
             problems += verify_onnx(os.path.join(directory, name), name, entry, written, log)

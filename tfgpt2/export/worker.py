@@ -6,7 +6,7 @@ flatbuffer); a process that has loaded the Keras model does not give its memory 
 recipe is converted by a fresh child that never loads Keras weights (docs/design.md).
 
     python -m tfgpt2.export.worker archive SRC DIR MAX_SEQ_LEN PREFILL_LEN [float] [int4]
-    python -m tfgpt2.export.worker convert DIR RECIPE OUT.tflite
+    python -m tfgpt2.export.worker convert DIR RECIPE OUT.tflite|OUT.litertlm [tflite|litertlm]
     python -m tfgpt2.export.worker calibrated SRC RECIPE OUT.tflite MAX_SEQ_LEN PREFILL_LEN CALIBRATION.npy
     python -m tfgpt2.export.worker onnx SRC RECIPE OUT_DIR GRAPH
 
@@ -29,25 +29,46 @@ from tfgpt2.export import recipes
 
 
 def write_archives(src, directory, max_seq_len, prefill_len, kinds):
-    """DIR/float and/or DIR/int4 (the int4 recipe's graph reads an int8 embedding table)."""
-    from tfgpt2.export import int4, tflite
+    """DIR/<kind> for each of recipes.ARCHIVES asked for: float, int4 (the int4 recipe's graph reads an int8
+    embedding table), and the same in LiteRT-LM's layout (lm-float, lm-int4), which also get what
+    packing needs: lm.json (signature keys), tokenizer.json and llm_metadata.pb."""
+    from tfgpt2.export import int4, litertlm, tflite
     from tfgpt2.export.source import load_model
 
     model = load_model(src)
     for kind in kinds:
-        table = int4.Int8Table(model) if kind == "int4" else None
-        tflite.write_archive(model, os.path.join(directory, kind), max_seq_len, prefill_len, table=table)
+        table = int4.Int8Table(model) if kind.endswith("int4") else None
+        path = os.path.join(directory, kind)
+        if not kind.startswith("lm-"):
+            tflite.write_archive(model, path, max_seq_len, prefill_len, table=table)
+            continue
+        litertlm.write_archive(model, path, max_seq_len, prefill_len, table=table)
+        litertlm.write_packing_inputs(path, model.config, max_seq_len, prefill_len)
     return {}
 
 
-def convert(directory, name, out_path):
-    """Converts recipe `name` from `write_archives`' SavedModel; writes `out_path`."""
-    from tfgpt2.export import tflite
+def convert(directory, name, out_path, layout="tflite"):
+    """Converts recipe `name` from `write_archives`' SavedModel; writes `out_path` (a .tflite, or for
+    layout "litertlm" a .litertlm packed around the converted .tflite)."""
+    from tfgpt2.export import litertlm, tflite, verify
 
     recipe = recipes.get(name)
-    flat = tflite.convert_archive(os.path.join(directory, recipe.archive), buffer_offset=recipe.buffer_offset,
-                                  **recipe.converter_options())
-    return _write(out_path, *_post_process(recipe, flat))
+    if layout != "litertlm":
+        flat = tflite.convert_archive(os.path.join(directory, recipe.archive), buffer_offset=recipe.buffer_offset,
+                                      **recipe.converter_options())
+        return _write(out_path, *_post_process(recipe, flat))
+    archive = os.path.join(directory, "lm-" + recipe.archive)
+    flat = tflite.convert_archive(archive, buffer_offset=recipe.buffer_offset, **recipe.converter_options(),
+                                  signature_keys=litertlm.read_packing_inputs(archive)["signature_keys"])
+    inner = out_path + ".tflite"
+    result = _write(inner, *_post_process(recipe, flat))
+    try:
+        result["signatures"] = verify.signature_contract(inner)
+        litertlm.pack(inner, archive, out_path)
+    finally:
+        os.remove(inner)
+    result["bytes"] = os.path.getsize(out_path)
+    return result
 
 
 def convert_calibrated(src, name, out_path, max_seq_len, prefill_len, calibration_path):
@@ -132,18 +153,20 @@ def _die_with_parent():
         pass
 
 
-def convert_in_child(recipe, archives, src, out_path, max_seq_len, prefill_len, calibration_path=None):
+def convert_in_child(recipe, archives, src, out_path, max_seq_len, prefill_len, calibration_path=None,
+                     layout="tflite"):
     """One recipe in a fresh child: from `write_archives`' DIR, or for a calibrated one from `src`."""
     if recipes.get(recipe).archive is None:
         return run_child("calibrated", src, recipe, out_path, max_seq_len, prefill_len, calibration_path)
-    return run_child("convert", archives, recipe, out_path)
+    return run_child("convert", archives, recipe, out_path, layout)
 
 
-def convert_in_children(src, recipe, out_path, max_seq_len, prefill_len, scratch, calibration_path=None):
+def convert_in_children(src, recipe, out_path, max_seq_len, prefill_len, scratch, calibration_path=None,
+                        layout="tflite"):
     """One recipe end to end (archive child + conversion child); the peak is the larger one's."""
-    kinds = recipes.archive_kinds([recipe])
+    kinds = recipes.archive_kinds([recipe], layout)
     archive = run_child("archive", src, scratch, max_seq_len, prefill_len, *kinds) if kinds else None
-    result = convert_in_child(recipe, scratch, src, out_path, max_seq_len, prefill_len, calibration_path)
+    result = convert_in_child(recipe, scratch, src, out_path, max_seq_len, prefill_len, calibration_path, layout)
     if archive:
         result["tree_peak_rss_gb"] = max(result["tree_peak_rss_gb"], archive["tree_peak_rss_gb"])
         result["archive_peak_rss_gb"] = archive["peak_rss_gb"]
@@ -154,8 +177,8 @@ def main(argv):
     start = time.time()
     step, args = argv[0], argv[1:]
     if step == "archive":
-        if not set(args[4:]) or not set(args[4:]) <= {"float", "int4"}:
-            raise SystemExit(f"archive needs the kinds to write (float and/or int4), got {args[4:]}")
+        if not set(args[4:]) or not set(args[4:]) <= set(recipes.ARCHIVES):
+            raise SystemExit(f"archive needs the kinds to write ({', '.join(recipes.ARCHIVES)}), got {args[4:]}")
         result = write_archives(args[0], args[1], int(args[2]), int(args[3]), kinds=args[4:])
     elif step == "convert":
         result = convert(*args)
