@@ -34,8 +34,8 @@ def generate(lm, prompt, max_new_tokens, capacity):
     with lm.create_session(apply_prompt_template=False, max_output_tokens=max_new_tokens,
                            sampler_config=interfaces.SamplerConfig(top_k=1, temperature=0.0, seed=0)) as session:
         session.run_prefill([prompt])
-        text = "".join("".join(chunk.texts) for chunk in session.run_decode_async())
-    new = len(lm.tokenize(text)) if text else 0
+        chunks = ["".join(chunk.texts) for chunk in session.run_decode_async()]  # one per token
+    text, new = "".join(chunks), len(chunks)
     if prompt_tokens + new >= capacity:
         return text, f"cache full ({capacity} tokens, max_seq_len)"
     return text, "max_new_tokens" if new >= max_new_tokens else "stop token"

@@ -1,0 +1,104 @@
+"""LiteRT-LM: the exported .litertlm run by LiteRT-LM's own Python API (litert-lm-api) against model.generate."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from helpers import FIXTURES, build_hf
+from tfgpt2 import GPT2Tokenizer, TFGPT2LMHeadModel
+from tfgpt2.export import litertlm_run, pipeline
+
+SLOTS, PREFILL = 64, 16
+SHORT = "The list type in Python is"  # 6 tokens: under the prefill length
+LONG = ("Python's built-in functions are always available: abs, all, any, ascii, bin, bool, breakpoint, bytearray, "
+        "bytes, callable")  # 30+ tokens: prefilled in chunks of PREFILL
+
+
+def _export(source, out, recipes):
+    return pipeline.export(source, str(out), formats=["litertlm"], quantize=recipes, max_seq_len=SLOTS,
+                           prefill_len=PREFILL, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory):
+    """A small-width GPT-2 with the real vocabulary (eos 50256), exported as fp32 .litertlm."""
+    hf = build_hf("GPT2LMHeadModel", dict(vocab_size=50257, n_positions=128, n_embd=64, n_layer=2, n_head=4))
+    hf.config.eos_token_id = hf.config.bos_token_id = 50256
+    path = str(tmp_path_factory.mktemp("lm-ckpt"))
+    hf.save_pretrained(path)
+    out = tmp_path_factory.mktemp("lm-export") / "e"
+    _export(path, out, ["fp32"])
+    return TFGPT2LMHeadModel.from_pretrained(path), out
+
+
+def _expected(model, prompt, new):
+    tokenizer = GPT2Tokenizer()
+    ids = tokenizer.encode(prompt)
+    out = model.generate(np.array([ids], np.int32), max_new_tokens=new).numpy()[0, len(ids):].tolist()
+    return tokenizer.decode(out), len(ids)
+
+
+@pytest.mark.parametrize("prompt", [SHORT, LONG], ids=["shorter-than-prefill", "longer-than-prefill"])
+def test_litertlm_greedy_text_equals_model_generate(random_model, prompt):
+    model, out = random_model
+    expected, prompt_tokens = _expected(model, prompt, 20)
+    assert (prompt_tokens < PREFILL) == (prompt is SHORT)
+    with litertlm_run.engine(str(out / "gpt2_fp32.litertlm")) as lm:
+        assert lm.tokenize(prompt) == GPT2Tokenizer().encode(prompt)
+        text, why = litertlm_run.generate(lm, prompt, 20, SLOTS)
+    assert text == expected and why == "max_new_tokens"
+
+
+def test_litertlm_stops_at_the_cache_capacity_with_a_reason(random_model):
+    model, out = random_model
+    prompt = " ".join(["word"] * 50)  # 50 tokens: 14 slots left of 64
+    expected, prompt_tokens = _expected(model, prompt, SLOTS - 50)
+    with litertlm_run.engine(str(out / "gpt2_fp32.litertlm")) as lm:
+        text, why = litertlm_run.generate(lm, prompt, 40, SLOTS)
+        assert text == expected and why.startswith("cache full")
+        with pytest.raises(ValueError, match="the prompt has 70 tokens; the .litertlm holds 64"):
+            litertlm_run.generate(lm, " ".join(["word"] * 70), 4, SLOTS)
+
+
+def test_model_json_lists_the_litertlm_and_verify_runs_it(random_model, capsys):
+    from helpers import cli
+
+    _, out = random_model
+    written = json.loads((out / "model.json").read_text())
+    entry = written["litertlm"]["gpt2_fp32.litertlm"]
+    assert entry["max_num_tokens"] == SLOTS and set(entry["signatures"]) == {f"prefill_{PREFILL}", "decode"}
+    decode = entry["signatures"]["decode"]
+    assert decode["inputs"]["kv_cache_v_0"]["shape"] == [1, 4, 16, SLOTS]  # values transposed
+    assert decode["outputs"]["logits"]["shape"] == [1, 1, 50257] and "kv_cache_k_1" in decode["outputs"]
+    artifact = next(a for a in written["artifacts"] if a["path"] == "gpt2_fp32.litertlm")
+    assert artifact["format"] == "litertlm" and artifact["bytes"] == os.path.getsize(out / "gpt2_fp32.litertlm")
+    code, stdout, _ = cli(capsys, "verify", str(out))
+    assert code == 0 and "gpt2_fp32.litertlm: signatures match model.json, LiteRT-LM generated" in stdout
+
+
+def _builtin_only(path, tmp):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(litertlm_run.inner_tflite(path, tmp))
+    customs = [c.customCode for c in model.operatorCodes if c.customCode]
+    assert not customs, customs
+
+
+@pytest.mark.slow
+def test_trained_reference_model_every_recipe(tmp_path):
+    """The trained reference model in every recipe: builtin-only; fp32 gives model.generate's text, the
+    quantized files generate in LiteRT-LM (their fidelity is the .tflite recipes', docs/export.md)."""
+    model = TFGPT2LMHeadModel.from_pretrained(os.path.join(FIXTURES, "reference"))
+    _export(os.path.join(FIXTURES, "reference"), tmp_path / "e", ["fp32", "int8", "int4"])
+    for recipe in ("fp32", "int8", "int4"):
+        path = str(tmp_path / "e" / f"gpt2_{recipe}.litertlm")
+        (tmp_path / recipe).mkdir()
+        _builtin_only(path, str(tmp_path / recipe))
+        with litertlm_run.engine(path) as lm:
+            for prompt in (SHORT, LONG):
+                text, why = litertlm_run.generate(lm, prompt, 20, SLOTS)
+                if recipe == "fp32":
+                    assert text == _expected(model, prompt, 20)[0], (recipe, prompt)
+                assert why == "max_new_tokens" and text, (recipe, prompt, text, why)
