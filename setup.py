@@ -4,6 +4,8 @@ from setuptools import find_packages, setup
 
 # `tfgpt2 export --formats onnx`: tf2onnx converts, ONNX Runtime checks, tokenizers writes tokenizer.json
 ONNX = ["tf2onnx>=1.17", "onnx>=1.18", "onnxruntime>=1.22", "tokenizers>=0.21"]
+# `tfgpt2 export --formats litertlm`: the builder packs the file, LiteRT-LM's Python API checks and runs it
+LITERTLM = ["litert-lm-builder>=0.18.1", "litert-lm-api>=0.18.1", "tokenizers>=0.21"]
 
 setup(
     name="tfgpt2",
@@ -33,17 +35,21 @@ setup(
     ],
     extras_require={
         "onnx": ONNX,
+        "litertlm": LITERTLM,
         "test": [
             "pytest>=8",
             "torch==2.13.0",
             "transformers>=5.0",
             *ONNX,
+            *LITERTLM,
             "onnxruntime-genai>=0.18",
         ],
         "bench": [
             "torch==2.13.0",
             "transformers>=5.0",
             *ONNX,
+            *LITERTLM,
+            "litert-lm>=0.18.1",
             "onnxscript>=0.3",
             "onnxruntime-genai>=0.18",
         ],

@@ -1,7 +1,7 @@
 """Exports at GPT-2 124M shape (random weights): size, conversion cost, LiteRT and ONNX Runtime decode speed.
 
     pip install ".[bench]" && python benchmarks/export.py [--recipes fp32,fp16,int8,int4] [--threads 2]
-        [--sections tflite,onnx] [--rounds 5]
+        [--sections tflite,onnx,litertlm] [--rounds 5]
 
 Each row runs in its own subprocess. tfgpt2 rows convert a saved 124M checkpoint the way
 `tfgpt2 export` does (a child loads it and writes the converter's SavedModel, a fresh child
@@ -20,6 +20,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_litertlm  # noqa: E402
 import export_onnx  # noqa: E402
 from peers import EXPORT, run_system  # noqa: E402
 
@@ -125,7 +126,7 @@ def main():
     parser.add_argument("--recipes", default="fp32,fp16,int8,int4")
     parser.add_argument("--peers", default="full_window_int8",
                         help="TFLite-section peers: full_window_int8, onnxruntime (transformers' ONNX, best of 3)")
-    parser.add_argument("--sections", default="tflite,onnx")
+    parser.add_argument("--sections", default="tflite,onnx,litertlm")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the ONNX section")
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--prompt", type=int, default=32)
@@ -140,6 +141,8 @@ def main():
             print(f"tfgpt2 {recipe:6s} {rows[recipe]}", flush=True)
         if "onnx" in sections:
             onnx_rates = export_onnx.run(args, checkpoint, work)
+        if "litertlm" in sections:
+            export_litertlm.run(args, checkpoint, work)
     if "tflite" not in sections:
         return
     peers = {name: run(SYSTEMS[name], args) for name in filter(None, args.peers.split(","))}
