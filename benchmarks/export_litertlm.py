@@ -85,15 +85,18 @@ SYSTEMS = {  # name: (code, precision)
 }
 
 
-def cli_benchmark(path, threads):
-    """The last lines of `litert-lm benchmark FILE` (LiteRT-LM's own CLI), or its error."""
+def cli_benchmark(path, threads, prompt, new):
+    """The tok/s lines of `litert-lm benchmark FILE` (LiteRT-LM's own CLI, its defaults but the lengths and
+    threads), or its error."""
     exe = os.path.join(os.path.dirname(sys.executable), "litert-lm")
     try:
-        proc = subprocess.run([exe if os.path.exists(exe) else "litert-lm", "benchmark", path],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run([exe if os.path.exists(exe) else "litert-lm", "benchmark", path, "--prefill-tokens",
+                               str(prompt), "--decode-tokens", str(new), "--backend", "cpu", "--cpu-thread-count",
+                               str(threads), "--runs", "3"], capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
         return str(e)
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "tok" in line.lower()]
+    lines = [" ".join(line.split()) for line in (proc.stdout + proc.stderr).splitlines()
+             if "tokens/s" in line and not line.startswith(("E0000", "W0000", "I0000"))]
     return " | ".join(lines[-4:]) or f"exit {proc.returncode}"
 
 
@@ -137,7 +140,7 @@ def run(args, checkpoint, work):
         print(f"LiteRT-LM {recipe} own counters (last run): prefill {r.get('prefill_tok_s', float('nan')):.1f} tok/s, "
               f"decode {r.get('decode_tok_s', float('nan')):.1f} tok/s, {r.get('tokens')} tokens")
         print(f"litert-lm benchmark gpt2_{recipe}.litertlm: "
-              f"{cli_benchmark(os.path.join(export, f'gpt2_{recipe}.litertlm'), args.threads)}")
+              f"{cli_benchmark(os.path.join(export, f'gpt2_{recipe}.litertlm'), args.threads, len(ids), args.new)}")
     same = json.dumps(results.get("tfgpt2 LiteRT int8", {}).get("tokens")) == json.dumps(
         results.get("llama.cpp Q8_0", {}).get("tokens"))
     print(f"greedy tokens tfgpt2 LiteRT int8 == llama.cpp Q8_0: {same} (different int8 schemes; equal is not expected)")

@@ -86,9 +86,18 @@ class LmGPT2(tf.Module):
 def attend(q, k, v, cache_k, cache_vt, mask, start):
     """Writes k, v at slot `start` of the caches, then attends over them: (y (1, nh, T, hs), (caches), None).
 
-    cache_k (1, nh, S, hs), cache_vt (1, nh, hs, S) (values transposed); mask (1, 1, T, S) additive."""
+    cache_k (1, nh, S, hs), cache_vt (1, nh, hs, S) (values transposed); mask (1, 1, T, S) additive.
+    One token (decode) attends with MUL + SUM, as tflite.attend does: XNNPACK re-packs a BATCH_MATMUL's
+    non-constant operand, the cache, on every call. A prompt chunk uses BATCH_MATMUL (MUL + SUM would
+    build a (T, S, hs) product per head)."""
     cache_k = keras.ops.slice_update(cache_k, (0, 0, start, 0), k)  # (1, nh, S, hs)
     cache_vt = keras.ops.slice_update(cache_vt, (0, 0, 0, start), tf.transpose(v, (0, 1, 3, 2)))  # (1, nh, hs, S)
+    if q.shape[2] == 1:
+        heads, size = q.shape[1], q.shape[3]
+        scores = tf.reshape(tf.reduce_sum(tf.reshape(q, (1, heads, 1, size)) * cache_k, -1), (1, heads, 1, -1))
+        probs = tf.nn.softmax(scores + mask, axis=-1)  # (1, nh, 1, S)
+        y = tf.reshape(tf.reduce_sum(probs * cache_vt, -1), (1, heads, 1, size))  # (1, nh, 1, hs)
+        return y, (cache_k, cache_vt), None
     scores = tf.matmul(q, cache_k, transpose_b=True) + mask  # (1, nh, T, S)
     y = tf.matmul(tf.nn.softmax(scores, axis=-1), cache_vt, transpose_b=True)  # (1, nh, T, hs)
     return y, (cache_k, cache_vt), None
