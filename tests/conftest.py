@@ -46,11 +46,11 @@ def hf_checkpoints(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory):
     """One `tfgpt2 export` (fp32 + int8, 24 slots, prefill 8) of a tiny GPT-2, shared by every test that
-    reads an export: (model, export dir, report). It is the export the Kotlin replay goldens come from
+    reads an export: (model, export dir, report). It is the export the Kotlin golden model.json comes from
     (tools/write_goldens.py)."""
     import write_goldens
 
     root = tmp_path_factory.mktemp("exp")
     held_out = np.random.default_rng(0).integers(0, CONFIGS["small-gelu_new"]["vocab_size"], (2, 16))
-    model, report = write_goldens.replay_export(str(root), held_out)
+    model, report = write_goldens.tiny_export(str(root), held_out)
     return model, root / "export", report

@@ -23,14 +23,22 @@ def _export(source, out, recipes):
 
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory):
-    """A small-width GPT-2 with the real vocabulary (eos 50256), exported as fp32 .litertlm."""
+    """A small-width GPT-2 with the real vocabulary (eos 50256) as fp32 .litertlm, converted in this process
+    with the steps the conversion children take (tiny_export covers the export around them)."""
+    from tfgpt2.export import litertlm, tflite
+
     hf = build_hf("GPT2LMHeadModel", dict(vocab_size=50257, n_positions=128, n_embd=64, n_layer=2, n_head=4))
     hf.config.eos_token_id = hf.config.bos_token_id = 50256
-    path = str(tmp_path_factory.mktemp("lm-ckpt"))
+    path, out = str(tmp_path_factory.mktemp("lm-ckpt")), tmp_path_factory.mktemp("lm-export")
     hf.save_pretrained(path)
-    out = tmp_path_factory.mktemp("lm-export") / "e"
-    _export(path, out, ["fp32"])
-    return TFGPT2LMHeadModel.from_pretrained(path), out
+    model = TFGPT2LMHeadModel.from_pretrained(path)
+    archive = str(out / "archive")
+    litertlm.write_archive(model, archive, SLOTS, PREFILL)
+    litertlm.write_packing_inputs(archive, model.config, SLOTS, PREFILL)
+    with open(out / "m.tflite", "wb") as f:
+        f.write(tflite.convert_archive(archive, signature_keys=litertlm.signature_keys(PREFILL)))
+    litertlm.pack(str(out / "m.tflite"), archive, str(out / "gpt2_fp32.litertlm"))
+    return model, out
 
 
 def _expected(model, prompt, new):
@@ -62,20 +70,24 @@ def test_litertlm_stops_at_the_cache_capacity_with_a_reason(random_model):
             litertlm_run.generate(lm, " ".join(["word"] * 70), 4, SLOTS)
 
 
-def test_model_json_lists_the_litertlm_and_verify_runs_it(random_model, capsys):
-    from helpers import cli
+def test_model_json_lists_the_litertlm_and_verify_runs_it(tiny_export, capsys):
+    """tiny_export (tools/write_goldens.py) holds the int8 .litertlm the Android app reads."""
+    from helpers import CONFIGS, cli
 
-    _, out = random_model
+    _, out, _ = tiny_export
+    cfg = CONFIGS["small-gelu_new"]
     written = json.loads((out / "model.json").read_text())
-    entry = written["litertlm"]["gpt2_fp32.litertlm"]
-    assert entry["max_num_tokens"] == SLOTS and set(entry["signatures"]) == {f"prefill_{PREFILL}", "decode"}
+    entry = written["litertlm"]["gpt2_int8.litertlm"]
+    assert entry["recipe"] == "int8" and entry["max_num_tokens"] == 24
+    assert set(entry["signatures"]) == {"prefill_8", "decode"}
     decode = entry["signatures"]["decode"]
-    assert decode["inputs"]["kv_cache_v_0"]["shape"] == [1, 4, 16, SLOTS]  # values transposed
-    assert decode["outputs"]["logits"]["shape"] == [1, 1, 50257] and "kv_cache_k_1" in decode["outputs"]
-    artifact = next(a for a in written["artifacts"] if a["path"] == "gpt2_fp32.litertlm")
-    assert artifact["format"] == "litertlm" and artifact["bytes"] == os.path.getsize(out / "gpt2_fp32.litertlm")
+    head_dim = cfg["n_embd"] // cfg["n_head"]
+    assert decode["inputs"]["kv_cache_v_0"]["shape"] == [1, cfg["n_head"], head_dim, 24]  # values transposed
+    assert decode["outputs"]["logits"]["shape"] == [1, 1, cfg["vocab_size"]] and "kv_cache_k_1" in decode["outputs"]
+    artifact = next(a for a in written["artifacts"] if a["path"] == "gpt2_int8.litertlm")
+    assert artifact["format"] == "litertlm" and artifact["bytes"] == os.path.getsize(out / "gpt2_int8.litertlm")
     code, stdout, _ = cli(capsys, "verify", str(out))
-    assert code == 0 and "gpt2_fp32.litertlm: signatures match model.json, LiteRT-LM generated" in stdout
+    assert code == 0 and "gpt2_int8.litertlm: signatures match model.json, LiteRT-LM generated" in stdout
 
 
 def _builtin_only(path, tmp):

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Compiles gpt2-core and its tests with kotlinc and runs them with JUnit 4 on the JVM (no Gradle needed).
+# Compiles gpt2-core and its tests with kotlinc and runs them with JUnit 4 on the JVM (no Gradle needed),
+# and type-checks the app's LiteRT-LM code (app/.../LiteRtLmModel.kt) against compile-only stubs of
+# LiteRT-LM's Kotlin API (litertlm-stubs/): the Android SDK and the real library can't be fetched here.
 #   kotlinc: $KOTLINC, else npm's kotlin-compiler under $KOTLIN_HOME_NPM, else kotlinc on PATH
 #            (.ci/run installs it: npm install --prefix ~/.cache/tfgpt2/kotlin kotlin-compiler@2.4.20)
 #   JUnit 4: Debian's junit4 package (/usr/share/java/junit4.jar + hamcrest-core.jar)
@@ -19,5 +21,9 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 "$kotlinc" -jvm-target 17 -nowarn -d "$out/core.jar" $(find "$here/src/main/kotlin" -name '*.kt')
 "$kotlinc" -jvm-target 17 -nowarn -cp "$out/core.jar:$junit" -Xfriend-paths="$out/core.jar" -d "$out/tests.jar" $(find "$here/src/test/kotlin" -name '*.kt')
+"$kotlinc" -jvm-target 17 -nowarn -d "$out/litertlm-stubs.jar" $(find "$here/../litertlm-stubs/src" -name '*.kt')
+"$kotlinc" -jvm-target 17 -nowarn -cp "$out/core.jar:$out/litertlm-stubs.jar" -d "$out/app-litertlm.jar" \
+  "$here/../app/src/main/kotlin/dev/tfgpt2/demo/LiteRtLmModel.kt"
+echo "app LiteRT-LM code type-checks against the LiteRT-LM API stubs"
 stdlib="$(dirname "$(readlink -f "$kotlinc")")/../lib/kotlin-stdlib.jar"
 java -Dtfgpt2.root="$root" -cp "$out/core.jar:$out/tests.jar:$junit:$hamcrest:$stdlib" dev.tfgpt2.core.TestMain

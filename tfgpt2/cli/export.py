@@ -14,9 +14,9 @@ def add_arguments(p):
     p.add_argument("--model", required=True, help="HF-format directory, hub id, or .keras file")
     p.add_argument("--out", help="export directory (SavedModel, .tflite files, model.json, report)")
     p.add_argument("--android", metavar="ASSETS_DIR",
-                   help="also copy model.json, tokenizer/ and the .tflite files into the Android app's assets, "
-                        "e.g. android_demo/app/src/main/assets (default --quantize int8)")
-    p.add_argument("--formats", default="saved_model,tflite",
+                   help="also copy model.json and the .litertlm into the Android app's assets, e.g. "
+                        "android_demo/app/src/main/assets (default --formats litertlm --quantize int8)")
+    p.add_argument("--formats", default=None,
                    help="comma list of saved_model (TF Serving), tflite (LiteRT), onnx (ONNX Runtime and ORT "
                         "GenAI), litertlm (LiteRT-LM) (default saved_model,tflite)")
     p.add_argument("--quantize", default=None,
@@ -43,9 +43,10 @@ def run(args):
         raise ValueError("pass --out DIR (export directory) and/or --android ASSETS_DIR (the app's assets)")
     if args.android:
         pipeline.check_android_target(args.android)
-    formats = pipeline.check_formats([f.strip() for f in args.formats.split(",") if f.strip()], args.text_signature)
-    if "tflite" not in formats and args.android:
-        raise ValueError("--android copies .tflite files: add tflite to --formats.")
+    chosen = args.formats or ("litertlm" if args.android else "saved_model,tflite")
+    formats = pipeline.check_formats([f.strip() for f in chosen.split(",") if f.strip()], args.text_signature)
+    if "litertlm" not in formats and args.android:
+        raise ValueError("--android copies the .litertlm the app runs: add litertlm to --formats.")
     if not {"tflite", "onnx", "litertlm"} & set(formats) and args.quantize:
         raise ValueError("--quantize chooses tflite, onnx and litertlm recipes: add one of them to --formats.")
     if "onnx" not in formats and args.onnx_graph:

@@ -226,13 +226,13 @@ def check_android_target(assets):
 
 
 def copy_for_android(directory, assets):
-    """Copies what the Android app reads (model.json, tokenizer/, every .tflite) into `assets`.
+    """Copies what the Android app reads (model.json and every .litertlm) into `assets`.
 
     Each file is written under a temporary name and renamed, so the app never sees half a model.
     """
     check_android_target(assets)
     written = contract.read(directory)
-    names = ["model.json", *written["tokenizer"]["files"], *written["models"]]
+    names = ["model.json", *written.get("litertlm", {})]
     for rel in names:
         target = os.path.join(assets, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)

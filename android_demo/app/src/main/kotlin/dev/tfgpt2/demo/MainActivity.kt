@@ -18,6 +18,7 @@ import androidx.compose.material3.OutlinedButton
 import androidx.compose.material3.OutlinedTextField
 import androidx.compose.material3.Scaffold
 import androidx.compose.material3.Slider
+import androidx.compose.material3.Switch
 import androidx.compose.material3.Text
 import androidx.compose.runtime.Composable
 import androidx.compose.runtime.getValue
@@ -28,6 +29,7 @@ import androidx.compose.ui.Modifier
 import androidx.compose.ui.unit.dp
 import androidx.lifecycle.compose.collectAsStateWithLifecycle
 import androidx.lifecycle.viewmodel.compose.viewModel
+import dev.tfgpt2.core.Sampling
 import kotlin.math.roundToInt
 
 class MainActivity : ComponentActivity() {
@@ -54,24 +56,28 @@ fun GenerateScreen(vm: GenerateViewModel = viewModel()) {
                 OutlinedButton({ vm.stop() }, enabled = state.running) { Text("Stop") }
                 state.tokensPerSecond?.takeIf { !it.isNaN() }?.let { Text("%.1f tok/s".format(it)) }
             }
-            SettingsPanel(state.settings, enabled = !state.running, onChange = vm::updateSettings)
+            Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
+                Text("GPU", style = MaterialTheme.typography.bodySmall)
+                Switch(state.gpu, { vm.load(gpu = it) }, enabled = !state.running)
+            }
+            SettingsPanel(state.sampling, enabled = !state.running, onChange = vm::updateSampling)
             Text(state.output, Modifier.weight(1f).fillMaxWidth().verticalScroll(rememberScrollState()))
         }
     }
 }
 
 @Composable
-private fun SettingsPanel(s: Settings, enabled: Boolean, onChange: (Settings) -> Unit) {
+private fun SettingsPanel(s: Sampling, enabled: Boolean, onChange: (Sampling) -> Unit) {
     LabeledSlider("Max tokens ${s.maxNewTokens}", s.maxNewTokens.toFloat(), 8f..256f, enabled) {
         onChange(s.copy(maxNewTokens = it.roundToInt()))
     }
-    LabeledSlider("Temperature %.2f%s".format(s.temperature, if (s.temperature == 0f) " (greedy)" else ""),
-        s.temperature, 0f..1.5f, enabled) { onChange(s.copy(temperature = (it * 20).roundToInt() / 20f)) }
-    LabeledSlider("Top-k ${if (s.topK == 0) "off" else s.topK}", s.topK.toFloat(), 0f..100f, enabled) {
-        onChange(s.copy(topK = it.roundToInt()))
+    LabeledSlider("Temperature %.2f%s".format(s.temperature, if (s.greedy) " (greedy)" else ""),
+        s.temperature.toFloat(), 0f..1.5f, enabled) { onChange(s.copy(temperature = (it * 20).roundToInt() / 20.0)) }
+    LabeledSlider("Top-k ${s.topK}", s.topK.toFloat(), 1f..100f, enabled) {
+        onChange(s.copy(topK = it.roundToInt().coerceAtLeast(1)))
     }
-    LabeledSlider("Top-p %.2f".format(s.topP), s.topP, 0.05f..1f, enabled) {
-        onChange(s.copy(topP = (it * 20).roundToInt() / 20f))
+    LabeledSlider("Top-p %.2f".format(s.topP), s.topP.toFloat(), 0.05f..1f, enabled) {
+        onChange(s.copy(topP = (it * 20).roundToInt() / 20.0))
     }
 }
 

@@ -1,28 +1,28 @@
 package dev.tfgpt2.core
 
 /** One input or output tensor of a signature, as the LiteRT runner sees it. */
-data class TensorSpec(val name: String, val dtype: String, val shape: List<Int>) {
-    val elements: Int get() = shape.fold(1) { a, b -> a * b }
-}
+data class TensorSpec(val name: String, val dtype: String, val shape: List<Int>)
 
-/** A TFLite signature: its key and its named inputs/outputs. */
-data class SignatureSpec(val name: String, val inputs: Map<String, TensorSpec>, val outputs: Map<String, TensorSpec>)
-
-/** One exported .tflite file (`gpt2_<recipe>.tflite`) and its signatures. */
-data class ModelFile(val file: String, val recipe: String, val signatures: Map<String, SignatureSpec>) {
-    val prefill: SignatureSpec get() = signatures.getValue("prefill")
-    val decode: SignatureSpec get() = signatures.getValue("decode")
-}
+/** One exported `gpt2_<recipe>.litertlm` file: what LiteRT-LM's Engine opens. */
+data class LitertlmFile(
+    val file: String,
+    val recipe: String,
+    /** The KV cache slots: prompt + generated tokens (LiteRT-LM's `maxNumTokens`). */
+    val maxNumTokens: Int,
+    /** The file's sha256 in model.json, checked after copying it out of the APK. */
+    val sha256: String?,
+)
 
 /**
- * `model.json`, the contract `tfgpt2 export` writes beside the models; the app reads only this file
- * to drive them. Parsing checks every tensor the runner needs, with shapes consistent with the
- * config, and fails with a [ModelContractException] that says what is wrong and how to fix it.
+ * `model.json`, the contract `tfgpt2 export` writes beside the models; the app reads it to find the
+ * `.litertlm` it runs. Parsing checks the model's decode signature against the config (logits and
+ * per-layer caches in LiteRT-LM's layout) and fails with a [ModelContractException] that says what is
+ * wrong and how to fix it.
  *
  * ```
  * val contract = ModelContract.parse(File("model.json").readText())
- * val model = contract.pick()                       // int8 if exported, else fp16, else fp32
- * val k0 = model.decode.inputs.getValue("k_0").shape  // (1, n_head, max_seq_len, head_dim)
+ * val model = contract.pick()          // int8 if exported, else int4, else fp32
+ * EngineConfig(modelPath = ..., maxNumTokens = model.maxNumTokens)
  * ```
  */
 data class ModelContract(
@@ -31,19 +31,14 @@ data class ModelContract(
     val nLayer: Int,
     val nHead: Int,
     val nEmbd: Int,
-    val maxSeqLen: Int,
-    val prefillLen: Int,
     val eosTokenId: Int?,
-    val vocabFile: String,
-    val mergesFile: String,
-    val models: Map<String, ModelFile>,
-    val sha256: Map<String, String>,
+    val models: Map<String, LitertlmFile>,
 ) {
     /** The first exported recipe in `preference` order. */
-    fun pick(vararg preference: String = arrayOf("int8", "fp16", "fp32")): ModelFile =
+    fun pick(vararg preference: String = arrayOf("int8", "int4", "fp32")): LitertlmFile =
         preference.firstNotNullOfOrNull { r -> models.values.firstOrNull { it.recipe == r } }
             ?: models.values.firstOrNull()
-            ?: throw ModelContractException("model.json lists no models; re-run `tfgpt2 export`")
+            ?: throw ModelContractException("model.json lists no .litertlm model; re-run `tfgpt2 export --android …`")
 
     companion object {
         const val SUPPORTED_FORMAT = 1
@@ -74,41 +69,39 @@ data class ModelContract(
                 fail(".format_version", "is $version but this app reads format $SUPPORTED_FORMAT")
             }
             val cfg = obj(top["config"], ".config")
-            val vocab = int(cfg, "vocab_size", ".config")
-            val nLayer = int(cfg, "n_layer", ".config")
-            val nHead = int(cfg, "n_head", ".config")
-            val nEmbd = int(cfg, "n_embd", ".config")
-            val maxSeq = int(top, "max_seq_len", "")
-            val prefillLen = int(top, "prefill_len", "")
-            if (prefillLen !in 1 until maxSeq) fail(".prefill_len", "must be in [1, max_seq_len)")
+            val shape = Shape(int(cfg, "vocab_size", ".config"), int(cfg, "n_layer", ".config"),
+                int(cfg, "n_head", ".config"), int(cfg, "n_embd", ".config"))
             val special = top["special_tokens"] as? Map<*, *> ?: emptyMap<String, Any?>()
-            val eos = (special["eos_token_id"] as? Long)?.toInt()
-            val files = (obj(top["tokenizer"], ".tokenizer")["files"] as? List<*>)?.map { str(it, ".tokenizer.files[]") }
-                ?: fail(".tokenizer.files", "is missing")
-            val vocabFile = files.firstOrNull { it.endsWith("vocab.json") } ?: fail(".tokenizer.files", "has no vocab.json")
-            val mergesFile = files.firstOrNull { it.endsWith("merges.txt") } ?: fail(".tokenizer.files", "has no merges.txt")
-            val models = obj(top["models"], ".models").entries.associate { (k, v) ->
-                val file = str(k, ".models key")
-                file to model(file, obj(v, ".models.$file"))
-            }
-            if (models.isEmpty()) fail(".models", "is empty")
             val hashes = (top["sha256"] as? Map<*, *>)?.entries?.associate { (k, v) -> str(k, ".sha256") to str(v, ".sha256.$k") }
                 ?: emptyMap()
-            val contract = ModelContract(version, vocab, nLayer, nHead, nEmbd, maxSeq, prefillLen, eos,
-                vocabFile, mergesFile, models, hashes)
-            models.values.forEach { check(contract, it) }
-            return contract
+            val section = top["litertlm"] ?: fail(".litertlm", "is missing (an export without --formats litertlm)")
+            val models = obj(section, ".litertlm").entries.associate { (k, v) ->
+                val file = str(k, ".litertlm key")
+                file to model(file, obj(v, ".litertlm.$file"), shape, hashes[file])
+            }
+            if (models.isEmpty()) fail(".litertlm", "is empty")
+            return ModelContract(version, shape.vocab, shape.layers, shape.heads, shape.width,
+                (special["eos_token_id"] as? Long)?.toInt(), models)
         }
 
-        fun model(file: String, m: Map<*, *>): ModelFile {
-            val recipe = str(m["recipe"], ".models.$file.recipe")
-            val sigs = obj(m["signatures"], ".models.$file.signatures").entries.associate { (k, v) ->
-                val name = str(k, ".models.$file.signatures key")
-                val path = ".models.$file.signatures.$name"
-                val s = obj(v, path)
-                name to SignatureSpec(name, tensors(s["inputs"], "$path.inputs"), tensors(s["outputs"], "$path.outputs"))
+        data class Shape(val vocab: Int, val layers: Int, val heads: Int, val width: Int)
+
+        fun model(file: String, m: Map<*, *>, c: Shape, sha256: String?): LitertlmFile {
+            val path = ".litertlm.$file"
+            val slots = int(m, "max_num_tokens", path)
+            val decode = obj(obj(m["signatures"], "$path.signatures")["decode"], "$path.signatures.decode")
+            val headDim = c.width / c.heads
+            val want = mapOf("logits" to listOf(1, 1, c.vocab)) + (0 until c.layers).flatMap { i ->
+                listOf("kv_cache_k_$i" to listOf(1, c.heads, slots, headDim), "kv_cache_v_$i" to listOf(1, c.heads, headDim, slots))
             }
-            return ModelFile(file, recipe, sigs)
+            val outputs = tensors(decode["outputs"], "$path.signatures.decode.outputs")
+            for ((name, expected) in want) {
+                val t = outputs[name] ?: fail("$path.signatures.decode.outputs", "lacks \"$name\"")
+                if (t.dtype != "float32" || t.shape != expected) {
+                    fail("$path.signatures.decode.outputs.$name", "is ${t.dtype}${t.shape} but the config implies float32$expected")
+                }
+            }
+            return LitertlmFile(file, str(m["recipe"], "$path.recipe"), slots, sha256)
         }
 
         fun tensors(v: Any?, path: String): Map<String, TensorSpec> = obj(v, path).entries.associate { (k, t) ->
@@ -117,37 +110,6 @@ data class ModelContract(
             val shape = (spec["shape"] as? List<*>)?.map { (it as? Long)?.toInt() ?: fail("$path.$name.shape", "must list integers") }
                 ?: fail("$path.$name.shape", "is missing")
             name to TensorSpec(name, str(spec["dtype"], "$path.$name.dtype"), shape)
-        }
-
-        /** The tensors LiteRtCausalLm uses, with the shapes the config implies (see export/tflite.py). */
-        fun check(c: ModelContract, m: ModelFile) {
-            val headDim = c.nEmbd / c.nHead
-            val caches = (0 until c.nLayer).flatMap { i ->
-                listOf("k_$i" to ("float32" to listOf(1, c.nHead, c.maxSeqLen, headDim)),
-                    "vt_$i" to ("float32" to listOf(1, c.nHead, headDim, c.maxSeqLen)))
-            }.toMap()
-            val logits = "logits" to ("float32" to listOf(1, c.vocabSize))
-            val mask = "cache_mask" to ("int32" to listOf(1, c.maxSeqLen))
-            val newEntry = "float32" to listOf(c.nLayer, c.nHead, headDim)
-            val want = mapOf(
-                "prefill" to (mapOf("input_ids" to ("int32" to listOf(1, c.prefillLen)),
-                    "attention_mask" to ("int32" to listOf(1, c.prefillLen))) to mapOf(logits, mask) + caches),
-                "decode" to (mapOf("token_id" to ("int32" to listOf(1)), mask) + caches to
-                    mapOf(logits, "new_k" to newEntry, "new_v" to newEntry)),
-            )
-            for ((sig, io) in want) {
-                val spec = m.signatures[sig] ?: fail(".models.${m.file}.signatures", "lacks the \"$sig\" signature")
-                for ((kind, expected) in listOf("inputs" to io.first, "outputs" to io.second)) {
-                    val actual = if (kind == "inputs") spec.inputs else spec.outputs
-                    for ((name, dt) in expected) {
-                        val path = ".models.${m.file}.signatures.$sig.$kind"
-                        val t = actual[name] ?: fail(path, "lacks \"$name\"")
-                        if (t.dtype != dt.first || t.shape != dt.second) {
-                            fail("$path.$name", "is ${t.dtype}${t.shape} but the config implies ${dt.first}${dt.second}")
-                        }
-                    }
-                }
-            }
         }
     }
 }
