@@ -114,3 +114,18 @@ def test_trained_reference_model_every_recipe(tmp_path):
                 if recipe == "fp32":
                     assert text == _expected(model, prompt, 20)[0], (recipe, prompt)
                 assert why == "max_new_tokens" and text, (recipe, prompt, text, why)
+
+
+@pytest.mark.slow
+def test_int8_file_at_124m_shape_is_a_quarter_of_fp32(tmp_path):
+    """At GPT-2 124M shape (random weights) the int8 .litertlm is <= 0.27x the fp32 one: the tied embedding
+    is stored once (the tokenizer inside is the same in both, and small beside the weights)."""
+    from tfgpt2 import GPT2Config
+
+    model = TFGPT2LMHeadModel(GPT2Config.from_preset("gpt2"))
+    model(np.zeros((1, 2), np.int32))
+    model.save_pretrained(str(tmp_path / "ckpt"))
+    _export(str(tmp_path / "ckpt"), tmp_path / "e", ["fp32", "int8"])
+    sizes = {r: os.path.getsize(tmp_path / "e" / f"gpt2_{r}.litertlm") for r in ("fp32", "int8")}
+    print(f"124M .litertlm bytes {sizes}, int8 / fp32 = {sizes['int8'] / sizes['fp32']:.3f}")
+    assert sizes["int8"] <= 0.27 * sizes["fp32"], sizes
