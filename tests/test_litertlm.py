@@ -38,7 +38,8 @@ def random_model(tmp_path_factory):
     with open(out / "m.tflite", "wb") as f:
         f.write(tflite.convert_archive(archive, signature_keys=litertlm.signature_keys(PREFILL)))
     litertlm.pack(str(out / "m.tflite"), archive, str(out / "gpt2_fp32.litertlm"))
-    return model, out
+    with litertlm_run.engine(str(out / "gpt2_fp32.litertlm")) as lm:
+        yield model, lm
 
 
 def _expected(model, prompt, new):
@@ -50,24 +51,22 @@ def _expected(model, prompt, new):
 
 @pytest.mark.parametrize("prompt", [SHORT, LONG], ids=["shorter-than-prefill", "longer-than-prefill"])
 def test_litertlm_greedy_text_equals_model_generate(random_model, prompt):
-    model, out = random_model
+    model, lm = random_model
     expected, prompt_tokens = _expected(model, prompt, 20)
     assert (prompt_tokens < PREFILL) == (prompt is SHORT)
-    with litertlm_run.engine(str(out / "gpt2_fp32.litertlm")) as lm:
-        assert lm.tokenize(prompt) == GPT2Tokenizer().encode(prompt)
-        text, why = litertlm_run.generate(lm, prompt, 20, SLOTS)
+    assert lm.tokenize(prompt) == GPT2Tokenizer().encode(prompt)
+    text, why = litertlm_run.generate(lm, prompt, 20, SLOTS)
     assert text == expected and why == "max_new_tokens"
 
 
 def test_litertlm_stops_at_the_cache_capacity_with_a_reason(random_model):
-    model, out = random_model
+    model, lm = random_model
     prompt = " ".join(["word"] * 50)  # 50 tokens: 14 slots left of 64
-    expected, prompt_tokens = _expected(model, prompt, SLOTS - 50)
-    with litertlm_run.engine(str(out / "gpt2_fp32.litertlm")) as lm:
-        text, why = litertlm_run.generate(lm, prompt, 40, SLOTS)
-        assert text == expected and why.startswith("cache full")
-        with pytest.raises(ValueError, match="the prompt has 70 tokens; the .litertlm holds 64"):
-            litertlm_run.generate(lm, " ".join(["word"] * 70), 4, SLOTS)
+    expected, _ = _expected(model, prompt, SLOTS - 50)
+    text, why = litertlm_run.generate(lm, prompt, 40, SLOTS)
+    assert text == expected and why.startswith("cache full")
+    with pytest.raises(ValueError, match="the prompt has 70 tokens; the .litertlm holds 64"):
+        litertlm_run.generate(lm, " ".join(["word"] * 70), 4, SLOTS)
 
 
 def test_model_json_lists_the_litertlm_and_verify_runs_it(tiny_export, capsys):

@@ -125,6 +125,27 @@ def test_genai_generates_model_generate_tokens_from_text(full_vocab):
         assert tokenizer.decode(np.array(new, np.int32)) == reference.decode(new)
 
 
+def test_int8_graph_stores_the_tied_table_once(graphs, tmp_path):
+    """int8 on a small model: one int8 (C, V) table read by the lookup and the head, no float copy; the graph
+    runs in ORT close to fp32 (fidelity on a trained model: the slow test below)."""
+    import onnx
+
+    hf, path, fp32_dir = graphs["small-gelu_new"]
+    onnx_export.write_recipe(path, recipes.get("int8"), str(tmp_path))
+    V, C = hf.config.vocab_size, hf.config.n_embd
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    tables = [i.data_type for i in graph.initializer if sorted(i.dims) == sorted([V, C])]
+    assert tables == [onnx.TensorProto.INT8], tables
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) >= 1 + 4 * CONFIGS["small-gelu_new"]["n_layer"]
+    ids, mask, _ = _ragged_batch(V)
+    fp32, int8 = onnx_run.OnnxLM(os.path.join(fp32_dir, "model.onnx")), onnx_run.OnnxLM(str(tmp_path / "model.onnx"))
+    fp32.reset(len(ids))
+    int8.reset(len(ids))
+    a, b = fp32.step(ids, mask)[mask > 0], int8.step(ids, mask)[mask > 0]
+    assert np.abs(a - b).max() <= 0.05 * np.abs(a).max(), np.abs(a - b).max()
+
+
+@pytest.mark.slow
 def test_int8_on_the_trained_reference_model(tmp_path):
     """int8: top-1 agreement >= 97 % and perplexity within +2 % of fp32 Keras; the tied table stored once
     (one int8 (C, V) tensor, no float copy), the file <= 0.30x the fp32 one."""

@@ -18,10 +18,11 @@ PREFILL, SEQ = 32, 96
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, request):
-    """The recipes exported once; fp16 only with --slow (its fidelity is the least at risk)."""
+    """The recipes exported once; fp16 and int4 only with --slow (the default run's time budget; int8 is the
+    recipe the app and the default export use)."""
     model, held_out, calibration = reference_model()
     out = tmp_path_factory.mktemp("quant") / "export"
-    recipes = ["fp32", "fp16", "int8", "int4"] if request.config.getoption("--slow") else ["fp32", "int8", "int4"]
+    recipes = ["fp32", "fp16", "int8", "int4"] if request.config.getoption("--slow") else ["fp32", "int8"]
     report = pipeline.export(model, str(out), quantize=recipes, formats=["tflite"],
                              max_seq_len=SEQ, prefill_len=PREFILL, held_out=held_out[:8], log=lambda *_: None)
     print(json.dumps({n: {"MB": e["bytes"] / 1e6, **e["fidelity"]} for n, e in report["files"].items()}, indent=1))
@@ -35,7 +36,7 @@ def test_reference_model_is_trained(exported):
 
 @pytest.mark.parametrize("recipe, min_top1, max_ppl_ratio", [
     ("fp32", 1.0, 1.0001), pytest.param("fp16", 0.995, 1.02, marks=pytest.mark.slow), ("int8", 0.97, 1.02),
-    ("int4", 0.95, 1.03)])
+    pytest.param("int4", 0.95, 1.03, marks=pytest.mark.slow)])
 def test_fidelity_on_held_out_text(exported, recipe, min_top1, max_ppl_ratio):
     fid = exported[2]["files"][f"gpt2_{recipe}.tflite"]["fidelity"]
     assert fid["top1_agreement"] >= min_top1, fid
@@ -73,9 +74,9 @@ def test_tied_embedding_stored_once(exported):
     assert table <= files["gpt2_int8.tflite"]["tied_embedding_bytes_saved"] < table + 4096  # one int8 copy dropped
     # what remains: one int8 table + per-channel-free layers; well under a third of fp32
     assert files["gpt2_int8.tflite"]["bytes"] < 0.32 * files["gpt2_fp32.tflite"]["bytes"]
-    # int4: the head reads the embedding's int8 table, stored once (no int8 + int4 copy of wte)
-    assert files["gpt2_int4.tflite"]["tied_embedding_bytes_saved"] >= table
-    assert files["gpt2_int4.tflite"]["bytes"] < 1.4 * table  # a second (int4) copy of wte would be 1.5x
+    if "gpt2_int4.tflite" in files:  # --slow: int4's head reads the embedding's int8 table, stored once
+        assert files["gpt2_int4.tflite"]["tied_embedding_bytes_saved"] >= table
+        assert files["gpt2_int4.tflite"]["bytes"] < 1.4 * table  # a second (int4) copy of wte would be 1.5x
 
 
 def test_int8_full_needs_calibration(tmp_path):

@@ -20,8 +20,8 @@ GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 def tiny_export(directory, held_out=None):
     """A tiny model (large random weights, so greedy text doesn't collapse into one id) exported to
-    `directory`/export with .tflite fp32 + int8 and the int8 .litertlm the app runs: (Keras model, export
-    report). `held_out` (N, T) ids add fidelity numbers to the report."""
+    `directory`/export with .tflite fp32 + int8 and the int8 .litertlm the app runs (no SavedModel: its
+    tests build their own): (Keras model, export report). `held_out` (N, T) ids add fidelity numbers to the report."""
     from helpers import CONFIGS, build_hf
     from tfgpt2 import TFGPT2LMHeadModel
     from tfgpt2.export import pipeline
@@ -29,7 +29,7 @@ def tiny_export(directory, held_out=None):
     hf = build_hf("GPT2LMHeadModel", CONFIGS["small-gelu_new"], seed=3, initializer_range=0.5)
     hf.save_pretrained(os.path.join(directory, "hf"))
     model = TFGPT2LMHeadModel.from_pretrained(os.path.join(directory, "hf"))
-    report = pipeline.export(model, os.path.join(directory, "export"), formats=["saved_model", "tflite", "litertlm"],
+    report = pipeline.export(model, os.path.join(directory, "export"), formats=["tflite", "litertlm"],
                              quantize=["tflite:fp32", "tflite:int8", "litertlm:int8"], max_seq_len=24, prefill_len=8,
                              held_out=held_out, log=lambda *_: None)
     return model, report
