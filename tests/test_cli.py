@@ -102,7 +102,8 @@ def _broken_checkpoint(hf_checkpoints, tmp_path, damage):
 
 @pytest.mark.parametrize("args, match", [
     (["frobnicate"], "invalid choice"),
-    (["generate", "--model", "/nonexistent/dir", "--prompt", "x"], "not a checkpoint directory"),
+    pytest.param(["generate", "--model", "/nonexistent/dir", "--prompt", "x"], "not a checkpoint directory",
+                 marks=pytest.mark.slow),  # in-process in test_bad_invocations_one_line_exit_2
     (["generate", "--model", "@truncated", "--prompt", "x"], "truncated or corrupt"),
     pytest.param(["generate", "--model", "@corrupt", "--prompt", "x"], "truncated or corrupt", marks=pytest.mark.slow),
     pytest.param(["generate", "--model", "@bad-config", "--prompt", "x"], "not divisible by n_head",

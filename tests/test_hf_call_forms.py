@@ -27,7 +27,10 @@ MAIN = {"TFGPT2Model": ("last_hidden_state",), "TFGPT2LMHeadModel": ("logits",),
         "TFGPT2DoubleHeadsModel": ("logits", "mc_logits"), "TFGPT2ForSequenceClassification": ("logits",)}
 
 
-@pytest.fixture(scope="module", params=CLASSES, ids=lambda c: c.__name__)
+# the base and LM head models by default; the two heads on top of them run with --slow (time budget)
+@pytest.fixture(scope="module", params=[c if c in (TFGPT2Model, TFGPT2LMHeadModel) else
+                                        pytest.param(c, marks=pytest.mark.slow) for c in CLASSES],
+                ids=lambda c: c.__name__)
 def case(request):
     cls = request.param
     model = cls(GPT2Config(**CFG, pad_token_id=None))
