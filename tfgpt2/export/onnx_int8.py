@@ -6,7 +6,8 @@ DynamicQuantizeMatMul at session load. It is written here rather than by quantiz
 the tied embedding must stay one tensor: quantize_dynamic transposes the head's weight in place,
 breaking the lookup that reads the same table (or stores the table twice). Here the table is one
 int8 (C, V) tensor with a scale per token: the head multiplies by it, the lookup gathers its columns
-and rescales them. Symmetric int8 (zero point 0), as quantize_dynamic's default for weights.
+and rescales them. Symmetric int8 (zero point 0), as quantize_dynamic's default for weights, from the
+project's one int8 quantizer (quantization.int8_rows).
 """
 
 import numpy as np
@@ -35,9 +36,12 @@ def quantize(graph, weights, table):
 
 
 def _per_column(w):
-    """(in, out) float -> int8 (in, out), float32 scale (out,): symmetric, max |w| of a column -> 127."""
-    scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0  # (out,)
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+    """(in, out) float -> int8 (in, out), float32 scale (out,): the project's int8 quantizer
+    (quantization.int8_rows) over the columns."""
+    from tfgpt2 import quantization
+
+    q, scale = quantization.int8_rows(np.ascontiguousarray(w.T))  # (out, in), (out,)
+    return np.ascontiguousarray(q.numpy().T), scale.numpy()
 
 
 def _int8_matmul(graph, node, q_name, s_name):
