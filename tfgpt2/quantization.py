@@ -1,4 +1,4 @@
-"""The one per-row int8 quantizer: the greedy screen's int8 head and the int4 export's int8 table."""
+"""The one per-row int8 quantizer: the greedy screen's int8 head, the int4 export's int8 table, the ONNX int8 recipe."""
 
 import tensorflow as tf
 
