@@ -5,11 +5,16 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import dtype_policies
 
 from tfgpt2 import cache as kv_cache
+from tfgpt2 import quantization
+from tfgpt2.errors import GPT2InputError
 
 # c_proj weight blocks: XLA CPU runs four independent (out/4, in) dots faster than one (docs/design.md)
 PROJ_BLOCKS = 4
+QUANTIZATION_MODES = ("int8", "int4")  # what model.quantize() supports
+ROW_PRODUCTS = 4  # up to this many rows, a quantized weight is read by one vector-matrix product per row
 
 
 def activation(name):
@@ -50,6 +55,73 @@ class Conv1D(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
         self.built = True
 
+    # ------------------------------------------------------------ Keras quantization
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Keras' `Layer.quantize`: the weight blocks as int8 (one scale per output) or int4 (one scale
+        per output and group of `quantization.INT4_GROUP` inputs); the bias stays float."""
+        if mode not in QUANTIZATION_MODES:
+            raise GPT2InputError(f"Conv1D quantizes to {' or '.join(QUANTIZATION_MODES)}, not {mode!r}.")
+        self._check_quantize_args(mode, self.compute_dtype)
+        values = [k.numpy() for k in self.kernels]  # blocks x (out / blocks, in) float
+        self._tracker.unlock()
+        for k in self.kernels:
+            self._untrack_variable(k)
+        self.kernels = []
+        self.quantized_build(values[0].shape, mode)
+        for j, value in enumerate(values):
+            if mode == "int8":
+                q, scale = (t.numpy() for t in quantization.int8_rows(value))
+            else:
+                q, scale = quantization.int4_rows(value)
+            self.kernels[j].assign(q)
+            self.kernel_scales[j].assign(scale)
+        self._tracker.lock()
+        self.dtype_policy = dtype_policies.get(f"{mode}_from_{self.dtype_policy.name}")
+
+    def quantized_build(self, block_shape, mode, config=None):
+        """The quantized variables of every block: kernel_j (int8 (out, in) or int4 words (ceil(out / 8),
+        in) int32) and kernel_j_scale ((out,) or (out, in / group))."""
+        out, fan_in = block_shape
+        if mode == "int8":
+            shape, dtype, scale_shape = (out, fan_in), "int8", (out,)
+        else:
+            shape, dtype, scale_shape = (-(-out // 8), fan_in), "int32", (out, fan_in // quantization.int4_group(fan_in))
+        self.kernels = [self.add_weight(name=f"kernel_{j}", shape=shape, dtype=dtype, initializer="zeros",
+                                        trainable=False) for j in range(self.num_blocks)]
+        self.kernel_scales = [self.add_weight(name=f"kernel_{j}_scale", shape=scale_shape, initializer="ones",
+                                              trainable=False) for j in range(self.num_blocks)]
+        self._is_quantized = True
+
+    def quantized_call(self, *args, **kwargs):
+        return self.call(*args, **kwargs)  # call() reads the quantized blocks itself
+
+    def float_kernels(self):
+        """The weight blocks as float (out / blocks, in) tensors (dequantized when quantized)."""
+        mode = self.quantization_mode
+        if mode is None:
+            return list(self.kernels)
+        if mode == "int8":
+            return [tf.cast(k, tf.float32) * s[:, None] for k, s in zip(self.kernels, self.kernel_scales)]
+        return [quantization.dequantize_int4(k, s) for k, s in zip(self.kernels, self.kernel_scales)]
+
+    def _product(self, rows, j, dtype):
+        """rows (N, in) @ block j^T -> (N, out / blocks). Quantized blocks are converted inside the
+        product: one vector-matrix product per row when N <= ROW_PRODUCTS (XLA fuses the convert only
+        into those), and an int "+ 0" read from the rows that XLA can't prove is 0, else it hoists the
+        loop-invariant convert out of a decode loop and reads a 4x (8x) larger float copy every step."""
+        kernel, mode = self.kernels[j], self.quantization_mode
+        if mode is None:
+            return tf.matmul(rows, tf.cast(kernel, dtype), transpose_b=True)
+        scale = self.kernel_scales[j]
+
+        def product(x):
+            zero = tf.cast(tf.math.is_nan(x[0, 0]), kernel.dtype)
+            if mode == "int8":
+                return tf.matmul(x, tf.cast(kernel + zero, x.dtype), transpose_b=True) * tf.cast(scale, x.dtype)
+            return tf.matmul(x, tf.cast(quantization.dequantize_int4(kernel, scale, zero), x.dtype), transpose_b=True)
+
+        return row_products(rows, product)
+
     @property
     def hf_kernel(self):
         return HFKernel(self)
@@ -62,9 +134,12 @@ class Conv1D(keras.layers.Layer):
         """
         rows = tf.reshape(x, (-1, x.shape[-1]))  # (B * T, in)
         lead = tf.shape(x)[:-1]
-        kernels = [tf.concat(self.kernels, 0)] if merged and len(self.kernels) > 1 else self.kernels
-        return [tf.reshape(tf.matmul(rows, tf.cast(k, x.dtype), transpose_b=True),  # (B * T, out / blocks)
-                           tf.concat([lead, [k.shape[0]]], 0)) for k in kernels]  # (..., out / blocks)
+        if merged and len(self.kernels) > 1:
+            kernel = tf.concat(self.float_kernels(), 0)  # (out, in)
+            parts = [tf.matmul(rows, tf.cast(kernel, x.dtype), transpose_b=True)]  # (B * T, out)
+        else:
+            parts = [self._product(rows, j, x.dtype) for j in range(len(self.kernels))]  # (B * T, out / blocks)
+        return [tf.reshape(p, tf.concat([lead, [p.shape[-1]]], 0)) for p in parts]  # (..., out / blocks)
 
     def call(self, x, split=False, merged=False):
         """(..., out), or with `split` the list of per-block outputs (q, k, v for `c_attn`).
@@ -79,6 +154,27 @@ class Conv1D(keras.layers.Layer):
         return y + tf.cast(self.bias, y.dtype)
 
 
+def row_products(rows, product):
+    """product(rows (N, in)) -> (N, out), as one product per row when N <= ROW_PRODUCTS is static."""
+    n = rows.shape[0]
+    if n is not None and 1 < n <= ROW_PRODUCTS:
+        return tf.concat([product(rows[i:i + 1]) for i in range(n)], 0)
+    return product(rows)
+
+
+def int8_embedding_logits(hidden, embedding):
+    """hidden (..., C) @ the int8 table of a quantized Keras Embedding (Keras: w = q / scale) -> (..., V) float32."""
+    q, inverse = embedding._embeddings, 1.0 / embedding.embeddings_scale  # (V, C) int8, (V,)
+    rows = tf.reshape(tf.cast(hidden, tf.float32), (-1, hidden.shape[-1]))  # (N, C)
+
+    def product(x):  # the "+ 0" as in Conv1D._product
+        zero = tf.cast(tf.math.is_nan(x[0, 0]), tf.int8)
+        return tf.matmul(x, tf.cast(q + zero, tf.float32), transpose_b=True) * inverse  # (N, V)
+
+    logits = row_products(rows, product)
+    return tf.reshape(logits, tf.concat([tf.shape(hidden)[:-1], [q.shape[0]]], 0))  # (..., V)
+
+
 class HFKernel:
     """A `Conv1D` weight seen in checkpoint layout `(in, out)`: shape, numpy() and assign()."""
 
@@ -87,17 +183,21 @@ class HFKernel:
 
     @property
     def shape(self):
-        k = self.layer.kernels
+        k = self.layer.float_kernels()
         return (int(k[0].shape[1]), sum(int(b.shape[0]) for b in k))
 
     @property
     def dtype(self):
-        return self.layer.kernels[0].dtype
+        return self.layer.bias.dtype
 
     def numpy(self):
-        return np.concatenate([b.numpy() for b in self.layer.kernels], axis=0).T  # (in, out)
+        """The float (in, out) weight; a quantized layer's dequantized."""
+        return np.concatenate([np.asarray(b) for b in self.layer.float_kernels()], axis=0).T  # (in, out)
 
     def assign(self, value):
+        if self.layer.quantization_mode is not None:
+            raise GPT2InputError(f"{self.layer.name} is quantized ({self.layer.quantization_mode}); load float "
+                                 "weights before model.quantize().")
         rows = np.split(np.asarray(value).T, len(self.layer.kernels), axis=0)  # blocks x (out / blocks, in)
         for block, part in zip(self.layer.kernels, rows):
             block.assign(np.ascontiguousarray(part))

@@ -8,7 +8,7 @@ from keras import ops
 from tfgpt2 import cache as kv_cache
 from tfgpt2.cache import KVCache
 from tfgpt2.errors import GPT2InputError
-from tfgpt2.layers import Block
+from tfgpt2.layers import Block, int8_embedding_logits
 
 
 class TFGPT2MainLayer(keras.layers.Layer):
@@ -40,6 +40,8 @@ class TFGPT2MainLayer(keras.layers.Layer):
 
     def set_token_embeddings(self, table):
         """Replaces the wte table (V, C) — a new vocabulary size included; the tied head follows."""
+        if self.wte.quantization_mode is not None:
+            raise GPT2InputError("the token embedding is quantized; change it before model.quantize().")
         table = np.asarray(table)
         if table.ndim != 2 or table.shape[1] != self.config.n_embd:
             raise GPT2InputError(f"input embeddings must have shape (vocab, {self.config.n_embd}), got {table.shape}.")
@@ -67,6 +69,8 @@ class TFGPT2MainLayer(keras.layers.Layer):
 
     def lm_logits(self, hidden):
         """Tied LM head: hidden (..., C) @ wte^T (C, V) -> float32 (..., V)."""
+        if self.wte.quantization_mode is not None:
+            return int8_embedding_logits(hidden, self.wte)
         wte = tf.cast(self.wte.embeddings, hidden.dtype)
         return tf.cast(tf.matmul(hidden, wte, transpose_b=True), tf.float32)  # (..., V)
 

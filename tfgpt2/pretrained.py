@@ -1,5 +1,7 @@
 """TFGPT2PreTrainedModel: what every model class shares — HF call forms, HF methods, weight I/O."""
 
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -14,6 +16,19 @@ from tfgpt2.main_layer import TFGPT2MainLayer, as_array, check_inputs
 BASE_ARGS = ("input_ids", "past_key_values", "attention_mask", "token_type_ids", "position_ids", "head_mask",
              "inputs_embeds", "use_cache", "output_attentions", "output_hidden_states", "return_dict")
 DUMMY_IDS = [[7, 6, 0, 0, 1], [1, 2, 3, 0, 0], [0, 0, 0, 4, 5]]  # transformers' DUMMY_INPUTS
+
+
+def _selected(layer, filters):
+    """Keras' quantize filters: None, a regex on the layer name, a list of them, or a callable."""
+    if filters is None:
+        return True
+    if isinstance(filters, str):
+        return re.search(filters, layer.name) is not None
+    if isinstance(filters, (list, tuple)):
+        return any(re.search(f, layer.name) for f in filters)
+    if callable(filters):
+        return bool(filters(layer))
+    raise GPT2InputError(f"filters must be a regex, a list of regexes or a callable, got {type(filters).__name__}.")
 
 
 def _is_value(x):
@@ -145,6 +160,8 @@ class TFGPT2PreTrainedModel(keras.Model):
         """Grows or shrinks wte to `new_num_tokens` (rounded up to `pad_to_multiple_of`); the tied head
         follows. New rows are the mean of the old ones (`mean_resizing`, as transformers) or drawn from
         N(0, initializer_range). Returns the embedding layer."""
+        if self.transformer.wte.quantization_mode is not None:
+            raise GPT2InputError("the token embedding is quantized; resize it before model.quantize().")
         old = self.transformer.wte.embeddings.numpy()
         n = old.shape[0] if new_num_tokens is None else int(new_num_tokens)
         if pad_to_multiple_of:
@@ -173,13 +190,73 @@ class TFGPT2PreTrainedModel(keras.Model):
         return hasattr(self, "generate")
 
     # ------------------------------------------------------------ keras glue
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Keras' `Model.quantize` for `"int8"` and `"int4"` (weight-only; activations stay float).
+
+        The transformer's projection weights (`Conv1D`) become int8 with one scale per output, or int4
+        with one scale per output and 32 inputs; `wte` and `wpe` become Keras' int8 Embedding (per-row
+        scales) in both modes: `wte` is also the tied LM head, which decides the token, stored once.
+        Layer norms, biases and task heads stay float. `filters` (a regex on layer names, a list of
+        them, or a callable) limits which layers change, as in Keras. Decode loops read the int8 /
+        int4 bytes (docs/design.md). `.keras` files keep the quantized weights; `save_pretrained`
+        writes them dequantized to float32 (transformers' GPT-2 checkpoints have no int8 form).
+        Keras' `config` is accepted and not read: the formats above are fixed.
+
+        >>> import numpy as np
+        >>> from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
+        >>> model = TFGPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100))
+        >>> model.quantize("int8")
+        >>> model.transformer.h[0].mlp.c_fc.kernels[0].dtype, model.transformer.wte.quantization_mode
+        ('int8', 'int8')
+        >>> model.generate(np.array([[1, 2, 3]]), max_new_tokens=4, do_sample=False).shape
+        TensorShape([1, 7])
+        """
+        from tfgpt2.layers import QUANTIZATION_MODES
+
+        kwargs.pop("type_check", None)  # Keras' flag: tfgpt2 quantizes only its own layer types anyway
+        if kwargs:
+            raise GPT2InputError(f"quantize() got unknown arguments {sorted(kwargs)}.")
+        if mode not in QUANTIZATION_MODES:
+            raise GPT2InputError(f"tfgpt2 models quantize to {' or '.join(map(repr, QUANTIZATION_MODES))} "
+                                 f"(weight-only), not {mode!r}.")
+        if self.quantization:
+            raise GPT2InputError(f"the model is already quantized ({self.quantization['mode']}); quantize a "
+                                 "float model (from_pretrained) instead.")
+        layers = [layer for layer in self.quantizable_layers() if _selected(layer, filters)]
+        for layer in layers:
+            layer.quantize("int8" if isinstance(layer, keras.layers.Embedding) else mode)
+        self._quantization = {"mode": mode, "layers": [layer.path for layer in layers]}
+        self.train_function = self.test_function = self.predict_function = None
+        self._tfgpt2_decoder = None  # compiled loops read the old weights
+
+    @property
+    def quantization(self):
+        """None, or {"mode": "int8" | "int4", "layers": [paths of the quantized layers]}."""
+        return getattr(self, "_quantization", None)
+
+    def quantizable_layers(self):
+        """The layers model.quantize() changes: wte, wpe and every Conv1D of the transformer."""
+        from tfgpt2.layers import Conv1D
+
+        t = self.transformer
+        convs = [layer for block in t.h for layer in block._flatten_layers() if isinstance(layer, Conv1D)]
+        return [t.wte, t.wpe] + convs
+
     def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
+        out = {**super().get_config(), "config": self.config.to_dict()}
+        if self.quantization:
+            out["quantization"] = self.quantization
+        return out
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(config=GPT2Config.from_dict(config.pop("config")), **config)
+        quantization = config.pop("quantization", None)
+        model = cls(config=GPT2Config.from_dict(config.pop("config")), **config)
+        if quantization:  # the same variables as the saved model, so Keras can load its weights into them
+            paths = set(quantization["layers"])
+            model.quantize(quantization["mode"], filters=lambda layer: layer.path in paths)
+        return model
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Keras hook: the compiled loss on `logits` if one was given, else the internal HF loss."""

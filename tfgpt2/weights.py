@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 
 from tfgpt2.config import GPT2Config
-from tfgpt2.errors import CheckpointError, CheckpointNotFoundError
+from tfgpt2.errors import CheckpointError, CheckpointNotFoundError, GPT2InputError
 from tfgpt2.generation.generation_config import GenerationConfig
 from tfgpt2.hub import WEIGHT_FILES, resolve
 
@@ -33,8 +33,8 @@ _ARCHITECTURES = {"TFGPT2Model": "GPT2Model", "TFGPT2LMHeadModel": "GPT2LMHeadMo
 def model_weights(model):
     """HF key -> (Keras variable, transposed?) for every weight of `model`."""
     t = model.transformer
-    out = {"transformer.wte.weight": (t.wte.embeddings, False),
-           "transformer.wpe.weight": (t.wpe.embeddings, False),
+    out = {"transformer.wte.weight": (_table(t.wte), False),
+           "transformer.wpe.weight": (_table(t.wpe), False),
            "transformer.ln_f.weight": (t.ln_f.gamma, False),
            "transformer.ln_f.bias": (t.ln_f.beta, False)}
     for i, block in enumerate(t.h):
@@ -48,6 +48,24 @@ def model_weights(model):
             out[p + name + ".bias"] = (dense.bias, False)
     out.update(model.head_weights())
     return out
+
+
+class _DequantizedTable:
+    """A quantized Keras Embedding's table seen as float (Keras stores w = q / scale): shape, numpy()."""
+
+    def __init__(self, layer):
+        self.layer, self.shape, self.dtype = layer, (layer.input_dim, layer.output_dim), "float32"
+
+    def numpy(self):
+        return self.layer._embeddings.numpy().astype(np.float32) / self.layer.embeddings_scale.numpy()[:, None]
+
+    def assign(self, value):
+        raise GPT2InputError(f"{self.layer.name} is quantized ({self.layer.quantization_mode}); load float "
+                             "weights before model.quantize().")
+
+
+def _table(embedding):
+    return embedding.embeddings if embedding.quantization_mode is None else _DequantizedTable(embedding)
 
 
 # ------------------------------------------------------------------ reading

@@ -84,4 +84,4 @@ def for_config(transformer, config):
 def screen_applies(config, batch_size, transformer):
     """Whether generate() should decode `config` with the screened head."""
     return (config.plain_greedy and batch_size <= SCREEN_MAX_BATCH and transformer.config.vocab_size >= 8
-            and transformer.compute_dtype == "float32")
+            and transformer.compute_dtype == "float32" and transformer.wte.quantization_mode is None)
