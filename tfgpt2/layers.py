@@ -138,6 +138,7 @@ class Conv1D(keras.layers.Layer):
             kernel = tf.concat(self.float_kernels(), 0)  # (out, in)
             parts = [tf.matmul(rows, tf.cast(kernel, x.dtype), transpose_b=True)]  # (B * T, out)
         else:
+            rows = rows if self.quantization_mode is None else materialized(rows)
             parts = [self._product(rows, j, x.dtype) for j in range(len(self.kernels))]  # (B * T, out / blocks)
         return [tf.reshape(p, tf.concat([lead, [p.shape[-1]]], 0)) for p in parts]  # (..., out / blocks)
 
@@ -154,6 +155,13 @@ class Conv1D(keras.layers.Layer):
         return y + tf.cast(self.bias, y.dtype)
 
 
+def materialized(x):
+    """x, through a tf.cond XLA can't fold. XLA fuses the elementwise ops that make a quantized
+    product's input (layer norm, GELU) into that product, which then recomputes them for every
+    weight row: a conditional's output is a buffer, computed once."""
+    return tf.cond(tf.math.is_nan(x[0, 0]), lambda: tf.zeros_like(x), lambda: x)
+
+
 def row_products(rows, product):
     """product(rows (N, in)) -> (N, out), as one product per row when N <= ROW_PRODUCTS is static."""
     n = rows.shape[0]
@@ -165,7 +173,7 @@ def row_products(rows, product):
 def int8_embedding_logits(hidden, embedding):
     """hidden (..., C) @ the int8 table of a quantized Keras Embedding (Keras: w = q / scale) -> (..., V) float32."""
     q, inverse = embedding._embeddings, 1.0 / embedding.embeddings_scale  # (V, C) int8, (V,)
-    rows = tf.reshape(tf.cast(hidden, tf.float32), (-1, hidden.shape[-1]))  # (N, C)
+    rows = materialized(tf.reshape(tf.cast(hidden, tf.float32), (-1, hidden.shape[-1])))  # (N, C)
 
     def product(x):  # the "+ 0" as in Conv1D._product
         zero = tf.cast(tf.math.is_nan(x[0, 0]), tf.int8)
