@@ -20,7 +20,7 @@ PYTHON = os.path.join(HOME, "venv", "bin", "python")
 FTYPES = {"q4_0": 2}  # llama.cpp's LLAMA_FTYPE_MOSTLY_Q4_0
 
 # what a benchmark worker runs in the venv: one greedy run of NEW tokens after the PROMPT ids per call
-WORKER = """
+SERVE = """
 from llama_cpp import Llama
 llm = Llama(model_path=GGUF, n_ctx=PROMPT + NEW + 8, n_threads=THREADS, n_threads_batch=THREADS, n_batch=64,
             verbose=False)
@@ -35,7 +35,17 @@ def run():
             break
     last["tokens"] = tokens
 serve(run)
-report(tokens=last["tokens"])
+"""
+WORKER = SERVE + 'report(tokens=last["tokens"])\n'
+
+# follows SERVE where the prefill of a 512-token prompt is timed (`long`, `best` from the benchmark)
+PREFILL = """
+llm = Llama(model_path=GGUF, n_ctx=520, n_threads=THREADS, n_threads_batch=THREADS, n_batch=512, n_ubatch=512,
+            verbose=False)
+def prefill():
+    llm.reset()
+    llm.eval(long[0].tolist())
+report(tokens=last["tokens"], prefill_512_s=best(prefill))
 """
 
 

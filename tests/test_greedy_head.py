@@ -169,3 +169,34 @@ def test_a_call_stops_screening_after_the_miss_budget(pair):
         assert greedy(SCREEN_MAX_MISSES) == SCREEN_MAX_MISSES  # budget spent: the screen isn't asked
     finally:
         wte.assign(old)
+
+
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_screened_top_logits_keep_what_top_k_keeps_of_the_float64_row(k):
+    """When proven, the screened logits hold every token of the float64 top-k with its fp32 value."""
+    wte = _wte(5000, 64, outliers=(3, 17))
+    blocked = np.zeros(5000, bool)
+    blocked[[7, 11]] = True
+    proven = 0
+    for seed in range(20):
+        hidden = _hidden(2, 64, seed=seed, massive=(3,))
+        logits, ok = greedy_head.screened_top_logits(tf.constant(hidden), tf.constant(wte),
+                                                     greedy_head.build_screen(tf.constant(wte)),
+                                                     tf.constant(blocked), tf.constant(k))
+        if not ok:
+            continue
+        proven += 1
+        ref = hidden.astype(np.float64) @ wte.astype(np.float64).T
+        ref[:, blocked] = -np.inf
+        top = np.argsort(-ref, axis=-1)[:, :k]
+        logits = logits.numpy()
+        for b in range(2):
+            ours = np.argsort(-logits[b])[:k]
+            assert set(ours.tolist()) == set(top[b].tolist())
+            np.testing.assert_allclose(logits[b, top[b]], ref[b, top[b]], rtol=1e-5, atol=1e-6)
+            assert (logits[b, np.setdiff1d(np.arange(5000), ours)] <= ref[b, top[b]].min()).all()
+    assert proven >= 15, proven
+    _, ok = greedy_head.screened_top_logits(tf.constant(_hidden(1, 64)), tf.constant(wte),
+                                            greedy_head.build_screen(tf.constant(wte)), tf.constant(blocked),
+                                            tf.constant(greedy_head.SAMPLE_CANDIDATES + 1))
+    assert not ok  # a k beyond the candidates is never "proven"

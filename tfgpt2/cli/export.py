@@ -22,7 +22,8 @@ def add_arguments(p):
     p.add_argument("--quantize", default=None,
                    help=f"recipes for tflite, onnx and litertlm, comma list of {', '.join(RECIPES)} (onnx: fp32, "
                         "int8; litertlm: fp32, int8, int4), each for every such format or as FORMAT:RECIPE, e.g. "
-                        "tflite:int4,onnx:int8 (default fp32,int8; litertlm int8)")
+                        "tflite:int4,onnx:int8 (default fp32,int8; litertlm int8); saved_model:int8 / "
+                        "saved_model:int4 add a SavedModel of model.quantize(...) beside the fp32 one")
     p.add_argument("--onnx-graph", choices=GRAPHS, default=None,
                    help="ONNX graph output: lm = logits (ORT GenAI runs it), base = last_hidden_state "
                         "(default: base for a GPT2Model checkpoint, else lm)")
@@ -47,8 +48,10 @@ def run(args):
     formats = pipeline.check_formats([f.strip() for f in chosen.split(",") if f.strip()], args.text_signature)
     if "litertlm" not in formats and args.android:
         raise ValueError("--android copies the .litertlm the app runs: add litertlm to --formats.")
-    if not {"tflite", "onnx", "litertlm"} & set(formats) and args.quantize:
-        raise ValueError("--quantize chooses tflite, onnx and litertlm recipes: add one of them to --formats.")
+    entries = [q.strip() for q in (args.quantize or "").split(",") if q.strip()]
+    if not {"tflite", "onnx", "litertlm"} & set(formats) and any(":" not in q for q in entries):
+        raise ValueError("--quantize chooses tflite, onnx and litertlm recipes (a quantized SavedModel: "
+                         "saved_model:int8 or saved_model:int4): add one of them to --formats.")
     if "onnx" not in formats and args.onnx_graph:
         raise ValueError("--onnx-graph is about the ONNX export: add onnx to --formats.")
     quantize = args.quantize or ("int8" if args.android else None)  # None: each format's default recipes

@@ -44,8 +44,9 @@ def artifact_format(rel):
         return "tflite"
     if rel.endswith(".litertlm"):
         return "litertlm"
-    return {"saved_model": "saved_model", "saved_model_text": "saved_model", "onnx": "onnx",
-            "tokenizer": "tokenizer"}.get(top, "report" if top.startswith("report.") else "other")
+    if top.startswith("saved_model") and "/" in rel:
+        return "saved_model"
+    return {"onnx": "onnx", "tokenizer": "tokenizer"}.get(top, "report" if top.startswith("report.") else "other")
 
 
 def artifacts(directory, files):
@@ -58,15 +59,16 @@ def artifacts(directory, files):
             rel = os.path.relpath(path, directory).replace(os.sep, "/")
             if rel == "model.json":
                 continue
-            owner = rel if rel in files else os.path.dirname(rel)
+            top = rel.split("/", 1)[0]
+            owner = rel if rel in files else top if top in files else os.path.dirname(rel)
             entry = {"format": artifact_format(rel), "recipe": files[owner]["recipe"] if owner in files else None,
                      "path": rel, "bytes": os.path.getsize(path), "sha256": sha256(path)}
-            if owner in files and (rel == owner or n == "model.onnx"):
+            if owner in files and (rel == owner or n in ("model.onnx", "saved_model.pb")):
                 entry["signatures"] = files[owner]["signatures"]
                 if "graph" in files[owner]:
                     entry["graph"] = files[owner]["graph"]
-            if entry["format"] == "saved_model":
-                entry["recipe"] = "fp32"
+            if entry["format"] == "saved_model" and entry["recipe"] is None:
+                entry["recipe"] = "fp32"  # saved_model_text
             entries.append(entry)
     return sorted(entries, key=lambda e: e["path"])
 
@@ -89,6 +91,8 @@ def write(directory, config, files, max_seq_len, prefill_len):
                    if e["format"] == "tflite"},
         "litertlm": {name: {"recipe": e["recipe"], "signatures": e["signatures"], "max_num_tokens": max_seq_len}
                      for name, e in files.items() if e["format"] == "litertlm"},
+        "saved_model": {name: {"recipe": e["recipe"], "signatures": e["signatures"]}
+                        for name, e in files.items() if e["format"] == "saved_model"},
         "onnx": {name: {"recipe": e["recipe"], "graph": e["graph"], "signatures": e["signatures"],
                         "genai": os.path.exists(os.path.join(directory, name, "genai_config.json"))}
                  for name, e in files.items() if e["format"] == "onnx"},

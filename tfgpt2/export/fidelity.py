@@ -22,3 +22,15 @@ def compare(pairs):
         nll_keras += nll(ref, targets)
     return {"max_abs_logit_diff": worst, "top1_agreement": agree / total,
             "perplexity": float(np.exp(nll_ours / total)), "keras_perplexity": float(np.exp(nll_keras / total))}
+
+
+def keras_models(reference, candidate, held_out, batch=4):
+    """The fidelity dict of `candidate` (e.g. a model.quantize()d copy) against the float `reference` on
+    held-out blocks (N, T) of ids: full-pass logits of each block, targets the next ids."""
+    pairs = []
+    for start in range(0, len(held_out), batch):
+        ids = np.asarray(held_out[start:start + batch], np.int32)
+        ours = np.asarray(candidate(ids).logits)  # (b, T, V)
+        ref = np.asarray(reference(ids).logits)
+        pairs += [(o[:-1], r[:-1], row[1:]) for o, r, row in zip(ours, ref, ids)]
+    return compare(pairs)

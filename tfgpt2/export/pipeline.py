@@ -1,6 +1,7 @@
 """`tfgpt2 export`: SavedModel, .tflite and ONNX per recipe, tokenizer, model.json, report, atomically.
 
     DIR/saved_model/1/        TF Serving base path = DIR/saved_model
+    DIR/saved_model_<recipe>/1/  with saved_model:int8 / int4: the model after model.quantize(recipe)
     DIR/gpt2_<recipe>.tflite  prefill/decode signatures, builtin ops only
     DIR/onnx/<recipe>/        model.onnx, genai_config.json, tokenizer.json (ORT, ORT GenAI)
     DIR/gpt2_<recipe>.litertlm LiteRT-LM: prefill_<T>/decode, the KV cache written in the graph
@@ -115,7 +116,8 @@ def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_l
     scratch = os.path.join(tmp, ".scratch")  # inputs for the child processes; removed before hashing
     start = time.time()
     try:
-        stages = 1 + len(tflite_recipes) + len(onnx_recipes) + len(lm_recipes) + ("saved_model" in formats)
+        saved_recipes = plan.get("saved_model", [])
+        stages = 1 + len(tflite_recipes) + len(onnx_recipes) + len(lm_recipes) + len(saved_recipes)
         step, files, tree_peaks = iter(range(1, stages + 1)), {}, []
         os.makedirs(scratch)
         source = src
@@ -152,7 +154,6 @@ def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_l
             result = worker.run_child("onnx", source, recipe, os.path.join(tmp, name), graph)
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
             files[name] = {"format": "onnx", "recipe": recipe, "graph": graph, **result}
-        shutil.rmtree(scratch)
         # TensorFlow enters this process only now, after the conversion children are done
         from tfgpt2 import GPT2Tokenizer
         from tfgpt2.export import report as export_report
@@ -160,9 +161,11 @@ def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_l
         from tfgpt2.export.source import load_model
 
         model = src if hasattr(src, "config") else load_model(src)
-        if "saved_model" in formats:
-            log(f"[{next(step)}/{stages}] SavedModel for TF Serving")
-            saved_model.build(model, os.path.join(tmp, "saved_model", "1"))
+        for recipe in saved_recipes:
+            log(f"[{next(step)}/{stages}] SavedModel {recipe} for TF Serving")
+            files[recipes.saved_model_dir(recipe)] = saved_model.build_recipe(
+                model, recipe, lambda: load_model(source), os.path.join(tmp, recipes.saved_model_dir(recipe), "1"))
+        shutil.rmtree(scratch)
         if text_signature:
             from tfgpt2.export import text_serving
 
@@ -193,7 +196,14 @@ def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_l
 
 def measure(model, path, entry, held_out, prefill_len):
     """Adds the signatures, decode tok/s and (with `held_out`) fidelity of one .tflite or ONNX recipe to `entry`
-    (a .litertlm: its prefill and decode tok/s; its signatures came from the conversion child)."""
+    (a .litertlm: its prefill and decode tok/s; its signatures came from the conversion child; a quantized
+    SavedModel: the fidelity of its serving_default logits)."""
+    if entry["format"] == "saved_model":
+        if held_out is not None and entry["recipe"] != "fp32":
+            from tfgpt2.export import saved_model
+
+            entry["fidelity"] = saved_model.fidelity(model, os.path.join(path, "1"), np.asarray(held_out, np.int32))
+        return
     if entry["format"] == "litertlm":
         from tfgpt2.export import litertlm_run
 

@@ -1,7 +1,8 @@
 """The export recipes, in one table: what each one means, from graph to bytes on disk.
 
-A recipe names what it does in every format that has it (`formats`): TFLite (LiteRT) files, ONNX
-directories (onnx_export.py: fp32, and int8 weights with the tied table stored once) and .litertlm
+A recipe names what it does in every format that has it (`formats`): TF Serving SavedModels
+(`saved_model`: fp32 always, int8 / int4 = the model after `model.quantize(recipe)`, only when named as
+`saved_model:<recipe>`), TFLite (LiteRT) files, ONNX directories (onnx_export.py: fp32, and int8 weights with the tied table stored once) and .litertlm
 files (the .tflite of the same recipe in LiteRT-LM's signature layout, litertlm.py). Every .tflite
 is converted from a SavedModel that a child process writes (worker.py): `archive` says which one
 (with "lm-" before it for LiteRT-LM's layout). int8-full is the exception: its calibration runs the
@@ -38,14 +39,14 @@ class Recipe:
 
 
 RECIPES = {r.name: r for r in (
-    Recipe("fp32", "float32 weights", formats=("tflite", "onnx", "litertlm")),
+    Recipe("fp32", "float32 weights", formats=("saved_model", "tflite", "onnx", "litertlm")),
     Recipe("fp16", "float16 weights, float32 compute", optimize="fp16"),
     Recipe("int8", "dynamic range: int8 weights, float activations; the tied embedding stored once",
-           optimize="dynamic", tied=True, buffer_offset=False, formats=("tflite", "onnx", "litertlm")),
+           optimize="dynamic", tied=True, buffer_offset=False, formats=("saved_model", "tflite", "onnx", "litertlm")),
     Recipe("int8-full", "int8 weights and activations, calibrated on text (loses GPT-2's accuracy)",
            archive=None, optimize="calibrated", tied=True, integer_attention=True, buffer_offset=False),
     Recipe("int4", "channelwise int4 weights (ai-edge-quantizer, OCTAV clipping), int8 embedding table",
-           archive="int4", int4=True, formats=("tflite", "litertlm")),
+           archive="int4", int4=True, formats=("saved_model", "tflite", "litertlm")),
 )}
 
 
@@ -55,25 +56,36 @@ def get(name):
     return RECIPES[name]
 
 
-QUANTIZED_FORMATS = ("tflite", "onnx", "litertlm")  # the formats `quantize` chooses recipes for
-DEFAULTS = {"tflite": ["fp32", "int8"], "onnx": ["fp32", "int8"], "litertlm": ["int8"]}  # without `quantize`
+QUANTIZED_FORMATS = ("saved_model", "tflite", "onnx", "litertlm")  # the formats `quantize` chooses recipes for
+DEFAULTS = {"saved_model": ["fp32"], "tflite": ["fp32", "int8"], "onnx": ["fp32", "int8"],
+            "litertlm": ["int8"]}  # without `quantize`
+
+
+def saved_model_dir(recipe):
+    """Where a SavedModel recipe goes (a TF Serving base path): saved_model, saved_model_int8, ..."""
+    return "saved_model" if recipe == "fp32" else f"saved_model_{recipe}"
 
 
 def plan(formats, quantize=None):
     """{format: [recipe, ...]} for the quantized formats among `formats`.
 
-    Each `quantize` entry is a recipe for every such format (it must exist in each), or `format:recipe`
-    for one of them; a format no entry names gets none. ValueError naming the fix otherwise. Without
-    `quantize`, each format gets its DEFAULTS.
+    Each `quantize` entry is a recipe for every such format but saved_model (it must exist in each), or
+    `format:recipe` for one of them; a format no entry names gets none, except saved_model, which always
+    has fp32 (quantized SavedModels only when named: saved_model:int8). ValueError naming the fix
+    otherwise. Without `quantize`, each format gets its DEFAULTS.
     """
     chosen = [f for f in QUANTIZED_FORMATS if f in formats]
     if quantize is None:
         return {f: list(DEFAULTS[f]) for f in chosen}
-    out = {f: [] for f in chosen}
+    out = {f: (["fp32"] if f == "saved_model" else []) for f in chosen}
     for entry in quantize:
         fmt, _, name = entry.rpartition(":")
         recipe = get(name)
-        for target in [fmt] if fmt else chosen:
+        targets = [fmt] if fmt else [f for f in chosen if f != "saved_model"]
+        if not targets:
+            raise ValueError(f"--quantize {entry}: the SavedModel takes a recipe only as saved_model:{name}; "
+                             "name the format, or add tflite / onnx / litertlm to --formats.")
+        for target in targets:
             if target not in out:
                 raise ValueError(f"--quantize {entry}: {target!r} is not among the export formats "
                                  f"({', '.join(formats)}); add it to --formats or drop the entry.")

@@ -12,7 +12,8 @@ def write(out_dir, report):
     for name, r in report["files"].items():
         fid = r.get("fidelity", {})
         nan = float("nan")
-        runtime = {"onnx": "ONNX Runtime", "litertlm": "LiteRT-LM"}.get(r.get("format"), "LiteRT")
+        runtime = {"onnx": "ONNX Runtime", "litertlm": "LiteRT-LM", "saved_model": "TensorFlow"}.get(
+            r.get("format"), "LiteRT")
         lines.append(f"| {name} | {runtime} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', nan):.2e} | "
                      f"{100 * fid.get('top1_agreement', nan):.2f} % | {fid.get('perplexity', nan):.2f} "
                      f"({fid.get('keras_perplexity', nan):.2f}) | {r.get('decode_tok_s', nan):.1f} |")

@@ -16,8 +16,11 @@ Warm-up requests for TF Serving go to `assets.extra/tf_serving_warmup_requests`.
 
 import functools
 import os
+import resource
+import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfgpt2 import cache as kv_cache
@@ -172,6 +175,38 @@ def build(model, export_dir, max_new_tokens_cap=128, warmup=True):
     if warmup:
         write_warmup(export_dir, model.config)
     return module
+
+
+def build_recipe(model, recipe, load, export_dir):
+    """Writes the SavedModel of one recipe: fp32 from `model`, int8 / int4 from `load()` (a fresh float
+    copy) after model.quantize(recipe). Returns its model.json / report entry."""
+    start = time.time()
+    if recipe != "fp32":
+        model = load()
+        model.quantize(recipe)
+    build(model, export_dir)
+    return {"format": "saved_model", "recipe": recipe, "signatures": sorted(SIGNATURES),
+            "bytes": directory_bytes(export_dir), "seconds": time.time() - start,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+
+
+def directory_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, n)) for root, _, names in os.walk(path) for n in names)
+
+
+def fidelity(model, export_dir, held_out):
+    """The fidelity dict of a SavedModel's serving_default logits against `model` (float Keras) on held-out
+    blocks (N, T) of ids (export/fidelity.py)."""
+    from tfgpt2.export import fidelity as measure
+
+    fn = tf.saved_model.load(export_dir).signatures["serving_default"]
+    pairs = []
+    for row in np.asarray(held_out, np.int32):
+        ids = tf.constant(row[None])
+        ours = fn(input_ids=ids, attention_mask=tf.ones_like(ids))["logits"].numpy()[0]
+        ref = np.asarray(model(row[None]).logits)[0]
+        pairs.append((ours[:-1], ref[:-1], row[1:]))
+    return measure.compare(pairs)
 
 
 def warmup_inputs(config):

@@ -172,15 +172,21 @@ def verify_dir(directory, log=print):
     for name, entry in written.get("onnx", {}).items():
         if not any(p.startswith(name + "/") for p in problems):
             problems += verify_onnx(os.path.join(directory, name), name, entry, written, log)
-    saved = os.path.join(directory, "saved_model", "1")
-    if os.path.isdir(saved):
+    for name in sorted(set(written.get("saved_model", {})) | {"saved_model"}):
+        saved = os.path.join(directory, name, "1")
+        if not os.path.isdir(saved) or any(p.startswith(name + "/") for p in problems):
+            continue
         import tensorflow as tf
 
-        fn = tf.saved_model.load(saved).signatures["serving_default"]
+        loaded = tf.saved_model.load(saved)
+        expected = written.get("saved_model", {}).get(name, {}).get("signatures")
+        if expected is not None and sorted(loaded.signatures) != expected:
+            problems.append(f"{name}/1: signatures {sorted(loaded.signatures)} differ from model.json")
+            continue
         eos = written["special_tokens"].get("eos_token_id")
         ids = tf.constant([[eos if eos is not None else 0] * 2], tf.int32)  # an id inside the vocabulary
-        logits = fn(input_ids=ids, attention_mask=tf.ones_like(ids))["logits"]
-        log(f"saved_model/1: serving_default ran, logits {tuple(logits.shape)}")
+        logits = loaded.signatures["serving_default"](input_ids=ids, attention_mask=tf.ones_like(ids))["logits"]
+        log(f"{name}/1: serving_default ran, logits {tuple(logits.shape)}")
     if problems:
         raise ValueError(f"{directory} failed verification: " + "; ".join(problems))
     log(f"{directory}: ok ({len(written['sha256'])} files hashed)")

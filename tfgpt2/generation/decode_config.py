@@ -58,7 +58,7 @@ class DecodeConfig:
     output_scores: bool = False
     return_dict_in_generate: bool = runtime(False)
     num_steps: int = None  # loop length (trace key); default max_new_tokens rounded up to NEW_BUCKET
-    head: str = "auto"  # LM head strategy: "fp32" logits, "screened" int8-screened greedy (generation/heads.py)
+    head: str = "auto"  # LM head strategy: "fp32" logits, "screened" int8-screened greedy / top-k (heads.py)
     dynamic: bool = False  # one graph for every setting (exported signatures): temperature 0 = greedy
     use_top_k: bool = dataclasses.field(init=False)
     use_top_p: bool = dataclasses.field(init=False)
@@ -100,6 +100,12 @@ class DecodeConfig:
         """Greedy argmax of raw logits: what the int8-screened head can decide."""
         return not (self.num_beams > 1 or self.do_sample or self.use_penalty or self.output_scores
                     or self.uses_history)
+
+    @property
+    def plain_top_k(self):
+        """Top-k sampling (temperature, top-p after it) of raw logits: what the screened sampling head decides."""
+        return (self.do_sample and self.use_top_k and not (self.dynamic or self.num_beams > 1 or self.use_penalty
+                or self.use_typical or self.output_scores or self.uses_history))
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

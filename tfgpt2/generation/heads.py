@@ -9,10 +9,13 @@ A head turns the transformer's last hidden states into the next tokens:
 `Fp32Head` computes the fp32 logits and hands them to the samplers (every decoding mode).
 `ScreenedGreedyHead` decides plain greedy steps through an int8 copy of the tied embedding
 (generation/screen.py): the token is the fp32 argmax either way, reading a quarter of the bytes.
+`ScreenedTopKHead` does the same for top-k sampling: the samplers get the fp32 logits of every row
+that can be among the top k (MASKED elsewhere), so they keep what they keep of the full row.
 """
 
 import tensorflow as tf
 
+from tfgpt2.cache import MASKED
 from tfgpt2.generation import bans, sampling, screen
 
 SCREEN_MIN_TOKENS = 8  # fewer new tokens: building the int8 copy costs more than the screen saves
@@ -77,11 +80,36 @@ class ScreenedGreedyHead:
         return tokens, None, misses
 
 
+class ScreenedTopKHead(ScreenedGreedyHead):
+    """Plain top-k sampling through the int8 screen (screen.screened_top_logits), else the fp32 logits."""
+
+    def choose(self, hidden, context, misses, i, seen, history, params):
+        int8, use = context
+        blocked = sampling.eos_blocked(self.vocab_size, i, params["min_new_tokens"], params["eos_token_id"])  # (V,)
+        blocked = tf.zeros([self.vocab_size], tf.bool) if blocked is None else blocked
+
+        def full():
+            logits = tf.matmul(tf.cast(hidden, tf.float32), self.wte, transpose_b=True)  # (B, V)
+            return tf.where(blocked[None], MASKED, logits)
+
+        def screened():
+            logits, proven = screen.screened_top_logits(hidden, self.wte, int8, blocked, params["top_k"])
+            return tf.cond(proven, lambda: logits, full), misses + tf.cast(tf.logical_not(proven), tf.int32)
+
+        logits, misses = tf.cond(tf.logical_and(use, misses < SCREEN_MAX_MISSES), screened,
+                                 lambda: (full(), misses))
+        tokens, processed = sampling.select(logits, seen, i, params, self.config)
+        return tokens, processed, misses
+
+
 def for_config(transformer, config):
-    return (ScreenedGreedyHead if config.head == "screened" else Fp32Head)(transformer, config)
+    if config.head != "screened":
+        return Fp32Head(transformer, config)
+    return (ScreenedTopKHead if config.do_sample else ScreenedGreedyHead)(transformer, config)
 
 
 def screen_applies(config, batch_size, transformer):
-    """Whether generate() should decode `config` with the screened head."""
-    return (config.plain_greedy and batch_size <= SCREEN_MAX_BATCH and transformer.config.vocab_size >= 8
-            and transformer.compute_dtype == "float32" and transformer.wte.quantization_mode is None)
+    """Whether generate() should decode `config` with a screened head (plain greedy or plain top-k)."""
+    return ((config.plain_greedy or config.plain_top_k) and batch_size <= SCREEN_MAX_BATCH
+            and transformer.config.vocab_size >= 8 and transformer.compute_dtype == "float32"
+            and transformer.wte.quantization_mode is None)

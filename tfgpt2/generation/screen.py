@@ -35,7 +35,8 @@ import tensorflow as tf
 from tfgpt2 import quantization
 from tfgpt2.cache import MASKED
 
-CANDIDATES = 64  # rows whose fp32 logits are computed exactly each step (capped at vocab / 4)
+CANDIDATES = 64  # rows whose fp32 logits are computed exactly each greedy step (capped at vocab / 4)
+SAMPLE_CANDIDATES = 256  # the same for top-k sampling (top_k up to this; capped at vocab / 4)
 _UNIT = 2.0 ** -24  # fp32 unit roundoff
 
 
@@ -75,10 +76,38 @@ def screened_argmax(hidden, wte, screen, blocked):
     |h . (w_v - s_v q_v)| <= ||h||_1 s_v / 2, plus the rounding of both fp32 dot products,
     each <= gamma_C ||h||_1 max|w_v| <= gamma_C ||h||_1 127 s_v (|s_v q_v| <= 127 s_v too).
     """
+    top_upper, ids, exact, margin = _candidates(hidden, wte, screen, blocked, candidates(int(wte.shape[0])))
+    best = tf.reduce_max(exact, axis=-1)  # (B,)
+    # ties go to the lowest id, as argmax over the full row does
+    tokens = tf.reduce_min(tf.where(exact == best[:, None], ids, int(wte.shape[0])), axis=-1)  # (B,)
+    return tokens, tf.reduce_all(tf.reduce_min(top_upper, axis=-1) < best - margin)
+
+
+def screened_top_logits(hidden, wte, screen, blocked, top_k):
+    """(logits (B, V), proven): when `proven`, the fp32 logits of every row that can be among the `top_k`
+    largest (top_k: () or (B,)), MASKED elsewhere: what top-k sampling keeps, from SAMPLE_CANDIDATES rows.
+
+    Proven when each row's k-th largest exact logit is above every other row's upper bound, so the
+    top-k filter of these logits keeps the tokens, and the values, that it keeps of the full row."""
+    vocab = int(wte.shape[0])
+    width = max(2, min(SAMPLE_CANDIDATES, vocab // 4))
+    top_upper, ids, exact, margin = _candidates(hidden, wte, screen, blocked, width)
+    k = tf.broadcast_to(tf.reshape(top_k, [-1]), [tf.shape(exact)[0]])  # (B,)
+    ranked = tf.math.top_k(exact, width).values  # (B, width)
+    kth = tf.gather(ranked, tf.clip_by_value(k, 1, width)[:, None] - 1, batch_dims=1)[:, 0]  # (B,)
+    proven = tf.reduce_all(tf.logical_and(k <= width, tf.reduce_min(top_upper, axis=-1) < kth - margin))
+    rows = tf.broadcast_to(tf.range(tf.shape(ids)[0])[:, None], tf.shape(ids))  # (B, width)
+    logits = tf.tensor_scatter_nd_update(tf.fill([tf.shape(ids)[0], vocab], MASKED),
+                                         tf.stack([rows, ids], -1), exact)  # (B, V)
+    return logits, proven
+
+
+def _candidates(hidden, wte, screen, blocked, width):
+    """(upper bounds (B, width) of the `width` rows with the highest ones, their ids, their exact fp32
+    logits (blocked: MASKED), the rounding margin (B,) of those): see screened_argmax for the bound."""
     hidden = tf.cast(hidden, tf.float32)
-    vocab, width, k = int(wte.shape[0]), int(wte.shape[1]), candidates(int(wte.shape[0]))
-    rounding = _dot_rounding(width + 1) * 127.0
-    h_l1 = tf.reduce_sum(tf.abs(hidden), axis=-1, keepdims=True) * (1.0 + _dot_rounding(width))  # (B, 1)
+    rounding = _dot_rounding(int(wte.shape[1]) + 1) * 127.0
+    h_l1 = tf.reduce_sum(tf.abs(hidden), axis=-1, keepdims=True) * (1.0 + _dot_rounding(int(wte.shape[1])))  # (B, 1)
     approx = _int8_products(hidden, screen.rows) * screen.scale  # (B, V)
     # 0.5: the int8 step (q is w / s rounded in fp32: off by <= 0.5 + 127 * 3 ulp); 2 x rounding: a_v's
     # own rounding plus room for the fp32 ops of this bound
@@ -86,14 +115,11 @@ def screened_argmax(hidden, wte, screen, blocked):
     upper = tf.where(blocked[None], MASKED, upper)
     # every other row's upper bound is <= the smallest selected one. (Slicing top_k's outputs
     # instead makes XLA sort the whole row, many times slower than its TopK.)
-    top_upper, ids = tf.math.top_k(upper, k)  # (B, k)
-    exact = tf.einsum("bc,bkc->bk", hidden, tf.gather(wte, ids))  # (B, k)
+    top_upper, ids = tf.math.top_k(upper, width)  # (B, width)
+    exact = tf.einsum("bc,bkc->bk", hidden, tf.gather(wte, ids))  # (B, width)
     exact = tf.where(tf.gather(blocked, ids), MASKED, exact)
-    best = tf.reduce_max(exact, axis=-1)  # (B,)
-    # ties go to the lowest id, as argmax over the full row does
-    tokens = tf.reduce_min(tf.where(exact == best[:, None], ids, vocab), axis=-1)  # (B,)
     margin = 2.0 * rounding * h_l1[:, 0] * tf.reduce_max(screen.scale)  # (B,) rounding of `exact`
-    return tokens, tf.reduce_all(tf.reduce_min(top_upper, axis=-1) < best - margin)
+    return top_upper, ids, exact, margin
 
 
 def _int8_products(hidden, int8_rows):
