@@ -8,11 +8,9 @@ them; fidelity on the trained reference model (tests/fixtures/reference) against
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from helpers import reference_model
-from tfgpt2 import (GPT2Config, TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification, TFGPT2LMHeadModel,
-                    TFGPT2Model)
+from tfgpt2 import GPT2Config, TFGPT2DoubleHeadsModel, TFGPT2ForSequenceClassification, TFGPT2LMHeadModel, TFGPT2Model
 from tfgpt2.errors import GPT2InputError
 from tfgpt2.export import fidelity
 

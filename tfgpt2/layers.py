@@ -85,7 +85,8 @@ class Conv1D(keras.layers.Layer):
         if mode == "int8":
             shape, dtype, scale_shape = (out, fan_in), "int8", (out,)
         else:
-            shape, dtype, scale_shape = (-(-out // 8), fan_in), "int32", (out, fan_in // quantization.int4_group(fan_in))
+            groups = fan_in // quantization.int4_group(fan_in)
+            shape, dtype, scale_shape = (-(-out // 8), fan_in), "int32", (out, groups)
         self.kernels = [self.add_weight(name=f"kernel_{j}", shape=shape, dtype=dtype, initializer="zeros",
                                         trainable=False) for j in range(self.num_blocks)]
         self.kernel_scales = [self.add_weight(name=f"kernel_{j}_scale", shape=scale_shape, initializer="ones",
