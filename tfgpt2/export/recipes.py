@@ -5,8 +5,9 @@ A recipe names what it does in every format that has it (`formats`): TF Serving 
 `saved_model:<recipe>`), TFLite (LiteRT) files, ONNX directories (onnx_export.py: fp32, and int8
 weights with the tied table stored once) and .litertlm files (the .tflite of the same recipe in
 LiteRT-LM's signature layout, litertlm.py). Every .tflite is converted from a SavedModel that a child
-process writes (worker.py): `archive` says which one (with "lm-" before it for LiteRT-LM's layout). int8-full is the exception: its calibration runs the
-float model during conversion, so its child converts from the model itself.
+process writes (worker.py): `archive` says which one (with "lm-" before it for LiteRT-LM's layout).
+int8-full is the exception: its calibration runs the float model during conversion, so its child
+converts from the model itself.
 """
 
 import dataclasses
