@@ -229,8 +229,13 @@ def state_dict(model):
 
 
 def save_pretrained(model, directory):
-    """config.json + model.safetensors, each written to a temp file and renamed into place."""
+    """config.json + model.safetensors, each written to a temp file and renamed into place; a quantized
+    model's weights are written dequantized to float32 (transformers' GPT-2 has no int8 / int4 form)."""
     from safetensors.numpy import save_file
+
+    if getattr(model, "quantization", None):
+        log.warning("the model is quantized (%s): save_pretrained writes its weights dequantized to float32; "
+                    "model.save('x.keras') keeps the quantized ones", model.quantization["mode"])
 
     os.makedirs(directory, exist_ok=True)
     values = model.config.to_dict()
