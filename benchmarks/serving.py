@@ -13,7 +13,9 @@ after round (peers.interleaved); tok/s = batch x NEW / seconds, the median over 
 "/ generate" is the median of the per-round ratios. Greedy tokens are compared across the systems.
 The GEMV note prints the tok/s that reading each step's weights once would allow at the GEMV rate
 each runtime reaches on a 124M block shape (chained 3072 x 768 products), measured in the same run:
-fp32 in the plain graph and in XLA, and int8 weights in the plain graph (TF's int8 MatMul kernel).
+fp32 in the plain graph and in XLA, and int8 weights in the plain graph (TF's int8 MatMul kernel),
+and the other plain-graph kernels that read fewer weight bytes (bf16 MatMul, QuantizedMatMul,
+UniformQuantizedDotHybrid).
 """
 
 import argparse
@@ -88,9 +90,32 @@ def chain_int8(x):  # the same products from int8 weights, as an int8 SavedModel
         y = tf.matmul(tf.cast(x * 8, tf.int8), w, transpose_b=True, output_type=tf.int32)
         x = x + tf.cast(y[:, :768], tf.float32) * 1e-6
     return x
+bf16 = [tf.Variable(tf.cast(w, tf.bfloat16)) for w in weights]
+def chain_bf16(x):  # bfloat16 weights: half the bytes, if TF's kernel read them at memory speed
+    for w in bf16:
+        x = x + tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), w, transpose_b=True)[:, :768], tf.float32) * 1e-3
+    return x
+uint8 = [tf.Variable(rng.integers(0, 255, (768, 3072)).astype("uint8")) for _ in range(16)]
+def chain_quantized_matmul(x):  # TF's QuantizedMatMul (quint8 x quint8 -> qint32)
+    for w in uint8:
+        qx, lo, hi = tf.quantization.quantize(x, -8.0, 8.0, tf.quint8)
+        y, _, _ = tf.raw_ops.QuantizedMatMul(a=qx, b=tf.bitcast(w, tf.quint8), min_a=lo, max_a=hi, min_b=-1.0,
+                                             max_b=1.0, Toutput=tf.qint32)
+        x = x + tf.cast(tf.bitcast(y, tf.int32)[:, :768], tf.float32) * 1e-9
+    return x
+int8_t = [tf.Variable(tf.transpose(w)) for w in int8]  # (in, out)
+def chain_hybrid(x):  # TF's UniformQuantizedDotHybrid: float activations, per-channel qint8 weights
+    for w in int8_t:
+        y = tf.raw_ops.UniformQuantizedDotHybrid(
+            lhs=x, rhs=tf.bitcast(w, tf.qint8), rhs_scales=tf.ones((3072,)),
+            rhs_zero_points=tf.zeros((3072,), tf.int32), Tout=tf.float32, rhs_quantization_min_val=-127, rhs_quantization_max_val=127, rhs_quantization_axis=1)
+        x = x + y[:, :768] * 1e-3
+    return x
 x = tf.constant(rng.normal(0, 1, (1, 768)).astype("float32"))
 rates = dict()
-for name, jit, fn in (("graph", False, chain), ("xla", True, chain), ("graph_int8", False, chain_int8)):
+for name, jit, fn in (("graph", False, chain), ("xla", True, chain), ("graph_int8", False, chain_int8),
+                      ("graph_bf16", False, chain_bf16), ("graph_quantized_matmul", False, chain_quantized_matmul),
+                      ("graph_hybrid_int8", False, chain_hybrid)):
     fn = tf.function(fn, jit_compile=jit)
     fn(x).numpy()
     seconds = []
@@ -164,6 +189,10 @@ def main():
               f"{xla / 1e9:.2f} G ({4 * xla / 1e9:.1f} GB/s), graph int8 {int8 / 1e9:.2f} G. Reading each weight once "
               f"at those rates, batch 1: graph fp32 {graph / (body + head):.1f} tok/s, graph int8 "
               f"{int8 / (body + head):.1f} tok/s, XLA with the int8-screened head {xla / (body + head / 4):.1f} tok/s")
+        others = {"bf16 MatMul": "graph_bf16", "QuantizedMatMul (quint8)": "graph_quantized_matmul",
+                  "UniformQuantizedDotHybrid (qint8)": "graph_hybrid_int8"}
+        print("Other plain-graph kernels with fewer weight bytes (weights/s): " + ", ".join(
+            f"{label} {gemv[key] / 1e9:.2f} G" for label, key in others.items() if key in gemv))
 
 
 if __name__ == "__main__":
