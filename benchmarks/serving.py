@@ -108,7 +108,8 @@ def chain_hybrid(x):  # TF's UniformQuantizedDotHybrid: float activations, per-c
     for w in int8_t:
         y = tf.raw_ops.UniformQuantizedDotHybrid(
             lhs=x, rhs=tf.bitcast(w, tf.qint8), rhs_scales=tf.ones((3072,)),
-            rhs_zero_points=tf.zeros((3072,), tf.int32), Tout=tf.float32, rhs_quantization_min_val=-127, rhs_quantization_max_val=127, rhs_quantization_axis=1)
+            rhs_zero_points=tf.zeros((3072,), tf.int32), Tout=tf.float32, rhs_quantization_min_val=-127,
+            rhs_quantization_max_val=127, rhs_quantization_axis=1)
         x = x + y[:, :768] * 1e-3
     return x
 x = tf.constant(rng.normal(0, 1, (1, 768)).astype("float32"))
