@@ -107,9 +107,9 @@ def systems(common):
 
 
 def ratio(times, a, b):
-    """Median over rounds of speed(a) / speed(b), or None."""
-    pairs = [(x, y) for x, y in zip(times.get(a, []), times.get(b, [])) if x and y]
-    return statistics.median(y / x for x, y in pairs) if pairs else None
+    """Median over rounds of speed(a) / speed(b) (= seconds(b) / seconds(a)), or None."""
+    pairs = [(ta, tb) for ta, tb in zip(times.get(a, []), times.get(b, [])) if ta and tb]
+    return statistics.median(tb / ta for ta, tb in pairs) if pairs else None
 
 
 def fmt(value, suffix="x"):
@@ -143,7 +143,7 @@ def main():
     print(f"\nGPT-2 124M, batch 1, {args.prompt}-token prompt, {args.new} new tokens, {args.threads} threads, "
           f"{args.rounds} interleaved rounds (medians)")
     print(f"{'system':30s} {'tok/s':>7s} {'/ llama.cpp':>11s} {'/ own greedy':>12s} {'prefill 512':>11s} "
-          f"{'/ llama.cpp':>11s}")
+          f"{'time / llama.cpp':>16s}")
     bandwidth = results.get("bandwidth", {}).get("gb_s")
     for mode, gguf in PRECISIONS.items():
         peer = f"llama.cpp {GGUF_NAMES[gguf]}"
@@ -156,10 +156,10 @@ def main():
             prefill = results[name].get("prefill_512_s")
             peer_prefill = results.get(peer, {}).get("prefill_512_s")
             print(f"{name:30s} {args.new / statistics.median(seconds):7.1f} "
-                  f"{fmt(ratio(times, peer, name) if name != peer else None):>11s} "
-                  f"{fmt(ratio(times, greedy, name) if name not in (greedy, peer) else None):>12s} "
+                  f"{fmt(ratio(times, name, peer) if name != peer else None):>11s} "
+                  f"{fmt(ratio(times, name, greedy) if name not in (greedy, peer) else None):>12s} "
                   f"{'-' if prefill is None else f'{prefill * 1000:.0f} ms':>11s} "
-                  f"{fmt(prefill / peer_prefill if prefill and peer_prefill and name != peer else None):>11s}")
+                  f"{fmt(prefill / peer_prefill if prefill and peer_prefill and name != peer else None):>16s}")
         if bandwidth:
             print(f"  {mode} bandwidth bound: {bandwidth:.1f} GB/s / {STEP_BYTES[mode] / 1e6:.0f} MB per token = "
                   f"{bandwidth * 1e9 / STEP_BYTES[mode]:.1f} tok/s")

@@ -3,6 +3,7 @@
 Argument-by-argument equality with transformers is in test_hf_generate.py."""
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from helpers import CONFIGS, hf_generate
@@ -166,3 +167,19 @@ def test_generate_uses_the_public_cache_type(pair):
     cfg, _, model = pair
     cache = _decoder(model).empty_cache(1, 8)
     assert isinstance(cache, KVCache)
+
+
+@pytest.mark.parametrize("top_k, top_p", [(1, 1.0), (5, 1.0), (50, 0.9), (256, 0.5)])
+def test_top_k_sampling_over_the_top_logits_draws_the_full_rows_token(top_k, top_p):
+    """sampling.sample_top_k (noise only at the kept ids) == sample(top_k_top_p(logits / T)) over all of V."""
+    from tfgpt2.generation import sampling
+
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(0, 3, (3, 5000)).astype("float32"))
+    params = {"temperature": tf.constant(0.7), "top_k": tf.constant(top_k), "top_p": tf.constant(top_p),
+              "seed": tf.constant(11, tf.int64)}
+    for step in range(20):
+        warped = sampling.top_k_top_p(logits / 0.7, params["top_k"], params["top_p"], True, top_p < 1.0)
+        dense = sampling.sample(warped, params["seed"], tf.constant(step))
+        sparse = sampling.sample_top_k(logits, params, tf.constant(step), top_p < 1.0)
+        assert sparse.numpy().tolist() == dense.numpy().tolist(), step

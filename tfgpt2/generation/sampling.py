@@ -79,19 +79,21 @@ def _mix(x):
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
-def uniform(shape, seed, step, rows=None):
+def uniform(shape, seed, step, rows=None, columns=None):
     """Counter-based uniforms in (0, 1) of `shape` (B, V) from integer hashing of (seed, step, element).
 
     TF's stateless Philox gives other numbers under XLA when the key is a traced tensor, so
     the sampler hashes with plain uint32 ops, which are bit-identical in eager, graph and XLA.
-    seed: () or one per row (B,); element (b, v) counts rows[b] * V + v, rows = 0..B-1 by default.
+    seed: () or one per row (B,); element (b, v) counts rows[b] * V + v, rows = 0..B-1 by default;
+    `columns` (B, W): only those elements of each row, the values the full (B, V) draw has there.
     """
     seed = tf.cast(tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), 0xFFFFFFFF), tf.uint32)
     key = _mix(tf.bitwise.bitwise_xor(_mix(seed + tf.constant(0x9E3779B9, tf.uint32)),
                                       tf.cast(step, tf.uint32) * tf.constant(0x632BE5AB, tf.uint32)))
     key = tf.reshape(key, [-1, 1])  # (1, 1) or (B, 1)
     rows = tf.range(shape[0]) if rows is None else rows
-    counter = tf.cast(rows[:, None] * shape[1] + tf.range(shape[1])[None], tf.uint32)  # (B, V)
+    columns = tf.range(shape[1])[None] if columns is None else columns
+    counter = tf.cast(rows[:, None] * shape[1] + columns, tf.uint32)  # (B, V) or (B, W)
     bits = _mix(tf.bitwise.bitwise_xor(counter * tf.constant(0x27D4EB2F, tf.uint32), key))
     bits = _mix(bits + key)
     return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * (1.0 / (1 << 24))
@@ -102,6 +104,19 @@ def sample(logits, seed, step, rows=None):
     u = uniform(tf.shape(logits), seed, step, rows)
     gumbel = -tf.math.log(-tf.math.log(u))
     return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)  # (B,)
+
+
+def sample_top_k(logits, params, step, use_top_p):
+    """The token `sample(top_k_top_p(logits / temperature))` draws, computed over the TOP_K_SORTED largest
+    logits only (top_k <= TOP_K_SORTED in every row): the same top-k / top-p rule on the ranked values and
+    the same noise at the kept ids, so the same token, without filtering and drawing noise over V."""
+    vocab = logits.shape[-1]
+    ranked, ids = tf.math.top_k(logits / column(params["temperature"]), TOP_K_SORTED)  # (B, W) descending
+    kept = _filter(ranked, ranked, tf.clip_by_value(params["top_k"], 1, vocab), params["top_p"], True, use_top_p)
+    u = uniform(tf.shape(logits), params["seed"], step, columns=ids)  # (B, W): the full draw's values at ids
+    scored = kept - tf.math.log(-tf.math.log(u))  # (B, W)
+    best = tf.reduce_max(scored, axis=-1, keepdims=True)
+    return tf.reduce_min(tf.where(scored == best, ids, vocab), axis=-1)  # (B,) ties: the lowest id, as argmax
 
 
 def select(logits, seen, step, params, config):
@@ -126,6 +141,15 @@ def select(logits, seen, step, params, config):
         return tf.where(params["temperature"] > 0, sampled, greedy), warped
     if not config.do_sample:
         return tf.argmax(logits, axis=-1, output_type=tf.int32), logits
+    if config.use_top_k and not (config.use_typical or config.output_scores) and logits.shape[-1] > TOP_K_SORTED:
+        dense = lambda: select_dense(logits, params, step, config)  # noqa: E731
+        return tf.cond(tf.reduce_all(params["top_k"] <= TOP_K_SORTED),
+                       lambda: sample_top_k(logits, params, step, config.use_top_p), lambda: dense()[0]), None
+    return select_dense(logits, params, step, config)
+
+
+def select_dense(logits, params, step, config):
+    """select's sampling over the whole (B, V) row: (tokens (B,), processed logits)."""
     logits = logits / params["temperature"]
     if config.use_top_k or config.use_top_p:
         logits = top_k_top_p(logits, params["top_k"], params["top_p"], config.use_top_k, config.use_top_p)
