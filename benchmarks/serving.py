@@ -167,7 +167,7 @@ def main():
         if "error" in prepared:
             sys.exit(f"export failed: {prepared['error']}")
         table = []
-        for batch in (int(b) for b in args.batches.split(",")):
+        for batch in (int(b) for b in args.batches.split(",") if b):  # --batches "": the GEMV note alone
             for sample in (False, True):
                 rows, tokens = run_case(args, batch, sample, ckpt, export)
                 same = "" if sample else ("greedy tokens identical" if len({json.dumps(t) for t in tokens.values()})

@@ -44,6 +44,7 @@ class Conv1D(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = units
         self.num_blocks = blocks if units % blocks == 0 else 1
+        self.num_splits = self.num_blocks  # the parts call(split=True) returns (q, k, v), whatever the storage
         self.stddev = config.initializer_range * scale
 
     def build(self, input_shape):
@@ -58,7 +59,9 @@ class Conv1D(keras.layers.Layer):
     # ------------------------------------------------------------ Keras quantization
     def quantize(self, mode=None, type_check=True, config=None):
         """Keras' `Layer.quantize`: the weight blocks as int8 (one scale per output) or int4 (one scale
-        per output and group of `quantization.INT4_GROUP` inputs); the bias stays float."""
+        per output and group of `quantization.INT4_GROUP` inputs); the bias stays float. int8 keeps the
+        weight as one (out, in) block: XLA's fused int8 products run faster on fewer, larger blocks, while
+        int4 products of merged blocks ran several times slower (docs/design.md)."""
         if mode not in QUANTIZATION_MODES:
             raise GPT2InputError(f"Conv1D quantizes to {' or '.join(QUANTIZATION_MODES)}, not {mode!r}.")
         self._check_quantize_args(mode, self.compute_dtype)
@@ -67,6 +70,8 @@ class Conv1D(keras.layers.Layer):
         for k in self.kernels:
             self._untrack_variable(k)
         self.kernels = []
+        if mode == "int8" and len(values) > 1:
+            values, self.num_blocks = [np.concatenate(values, 0)], 1
         self.quantized_build(values[0].shape, mode)
         for j, value in enumerate(values):
             if mode == "int8":
@@ -149,6 +154,8 @@ class Conv1D(keras.layers.Layer):
         `merged`: one product over the concatenated blocks (the LiteRT export: one FULLY_CONNECTED).
         """
         parts = self.blocks(x, merged=merged and not split)
+        if split and len(parts) != self.num_splits:
+            parts = tf.split(tf.concat(parts, -1), self.num_splits, -1)
         if split:
             biases = tf.split(tf.cast(self.bias, parts[0].dtype), len(parts))
             return [p + b for p, b in zip(parts, biases)]
