@@ -230,5 +230,13 @@ def test_bad_onnx_targets_one_line_nothing_written(hf_checkpoints, tmp_path, cap
 
 def test_recipes_per_format():
     assert recipes.plan(["saved_model", "tflite", "onnx"], ["fp32", "tflite:int4", "onnx:int8"]) == {
-        "tflite": ["fp32", "int4"], "onnx": ["fp32", "int8"]}
-    assert recipes.plan(["saved_model"], ["fp32"]) == {}
+        "saved_model": ["fp32"], "tflite": ["fp32", "int4"], "onnx": ["fp32", "int8"]}
+    assert recipes.plan(["saved_model"], ["saved_model:fp32"]) == {"saved_model": ["fp32"]}
+    # the SavedModel keeps its fp32 recipe; a quantized one only when named for it
+    assert recipes.plan(["saved_model", "tflite"], ["int8"]) == {"saved_model": ["fp32"], "tflite": ["int8"]}
+    assert recipes.plan(["saved_model", "tflite"], ["saved_model:int4", "int8"]) == {
+        "saved_model": ["fp32", "int4"], "tflite": ["int8"]}
+    assert recipes.plan(["saved_model", "tflite"]) == {"saved_model": ["fp32"], "tflite": ["fp32", "int8"]}
+    for bad in (["int8"], ["saved_model:fp16"], ["tflite:int8"]):
+        with pytest.raises(ValueError, match="saved_model|not among|not available"):
+            recipes.plan(["saved_model"], bad)

@@ -265,6 +265,7 @@ def test_text_signature_in_a_fresh_process_equals_python_tokenizer_and_generate(
     print("generate_text:", got)
 
 
+@pytest.mark.slow
 def test_quantized_recipe_is_served_by_the_tf1_loader(hf_checkpoints, tmp_path):
     """`--quantize saved_model:int4`: saved_model_int4/1 beside the fp32 one, what TF Serving's loader runs
     equals the model.quantize("int4")d Keras model (logits, greedy and sampled tokens), fidelity reported."""
