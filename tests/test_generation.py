@@ -3,8 +3,8 @@
 Argument-by-argument equality with transformers is in test_hf_generate.py."""
 
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 
 from helpers import CONFIGS, hf_generate
 from tfgpt2 import GPT2InputError, TFGPT2LMHeadModel
