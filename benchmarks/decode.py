@@ -22,19 +22,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import EXPORT, interleaved  # noqa: E402
+from peers import EXPORT, decode_arguments, interleaved  # noqa: E402
 
 COMMON = """
 import json, os, sys, time
 import numpy as np
 NEW, PROMPT, THREADS = {new}, {prompt}, {threads}
 ids = np.random.default_rng(0).integers(0, 50257, (1, PROMPT)).astype("int64")
-def best(fn, repeats=3):
-    fn()  # warm-up / compile
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return min(times)
 def report(**kw):
     print("RESULT " + json.dumps(kw))
 """
@@ -160,11 +154,8 @@ def summarize(times, results, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--new", type=int, default=128)
-    parser.add_argument("--prompt", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = decode_arguments(argparse.ArgumentParser(description=__doc__,
+                                                      formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--only", default=",".join(SYSTEMS))
     args = parser.parse_args()
     common = COMMON.format(new=args.new, prompt=args.prompt, threads=args.threads)

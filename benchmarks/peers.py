@@ -2,9 +2,10 @@
 
 `run_system(common, code, threads)` runs COMMON + a system's code in a fresh interpreter and returns
 the dict it printed after "RESULT "; every system gets `scratch()`, a temp dir removed when its
-process exits (rows write GBs). `interleaved(systems, rounds)` keeps one process per system alive
-and times one run of each in turn, round after round: a shared machine's speed drifts by tens of
-percent within minutes, so peers are compared within a round, not across minutes.
+process exits (rows write GBs), and `best(fn)`, the fastest of 3 timed calls.
+`interleaved(systems, rounds)` keeps one process per system alive and times one run of each in turn,
+round after round: a shared machine's speed drifts by tens of percent within minutes, so peers are
+compared within a round, not across minutes.
 
 EXPORT (ONNX export of transformers' GPT-2 with past: random weights, or the checkpoint at CKPT when
 the code defines it) defines `path` (the .onnx file), `L, H, D`, `ort_greedy(path)` -> tok/s (greedy
@@ -29,6 +30,13 @@ def scratch():
     path = tempfile.mkdtemp(prefix="tfgpt2-bench-")
     atexit.register(shutil.rmtree, path, True)
     return path
+def best(fn, repeats=3):
+    \"\"\"The fastest of `repeats` timed calls after one untimed one, in seconds.\"\"\"
+    fn()  # warm-up / compile
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+    return min(times)
 def serve(fn):
     \"\"\"Warms fn up, then times one call per "go" line from the parent; returns the seconds.\"\"\"
     fn()
@@ -41,6 +49,15 @@ def serve(fn):
         print("TIME", times[-1], flush=True)
     return times
 """
+
+
+def decode_arguments(parser, rounds=5):
+    """The options every decode benchmark takes: --new, --prompt, --threads, --rounds."""
+    parser.add_argument("--new", type=int, default=128)
+    parser.add_argument("--prompt", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    return parser
 
 
 def _env(threads):

@@ -23,7 +23,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llamacpp  # noqa: E402
 from decode import SYSTEMS as DECODE_SYSTEMS  # noqa: E402
-from peers import interleaved, run_system  # noqa: E402
+from peers import decode_arguments, interleaved, run_system  # noqa: E402
 
 COMMON = """
 import json, os, sys, time
@@ -32,12 +32,6 @@ NEW, PROMPT, THREADS = {new}, {prompt}, {threads}
 CKPT, WORK = {ckpt!r}, {work!r}
 ids = np.random.default_rng(0).integers(0, 50257, (1, PROMPT)).astype("int64")
 long = np.random.default_rng(1).integers(0, 50257, (1, 512)).astype("int64")
-def best(fn, repeats=3):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return min(times)
 def report(**kw):
     print("RESULT " + json.dumps(kw))
 last = {{}}
@@ -117,11 +111,8 @@ def fmt(value, suffix="x"):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--new", type=int, default=128)
-    parser.add_argument("--prompt", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = decode_arguments(argparse.ArgumentParser(description=__doc__,
+                                                      formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tfgpt2-quantized-") as work:
         ckpt = os.path.join(work, "ckpt")

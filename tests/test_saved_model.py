@@ -170,13 +170,19 @@ def test_serving_default_logits_match_keras(exported):
 def test_generate_signatures_greedy_and_sampled_tokens_identical(exported):
     """generate (plain graph) and generate_xla (the int8-screened greedy head at this batch size) both."""
     model, ids, mask, out, _ = exported
-    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=12).numpy()[:, 6:]
+    assert_generate_signatures_equal_model_generate(out, model, ids, mask)
+    for name in ("generate", "generate_xla"):
+        assert "input_ids must be <" in str(out[name + "_bad_ids_error"]), name
+
+
+def assert_generate_signatures_equal_model_generate(out, model, ids, mask):
+    """The greedy and sampled tokens of both generate signatures (a child's `out`) == model.generate's."""
+    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=12).numpy()[:, ids.shape[1]:]
     sampled = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.8,
-                             top_k=5, top_p=0.9, seed=7).numpy()[:, 6:]
+                             top_k=5, top_p=0.9, seed=7).numpy()[:, ids.shape[1]:]
     for name in ("generate", "generate_xla"):
         assert out[name + "_greedy"].tolist() == greedy.tolist(), name
         assert out[name + "_sampled"].tolist() == sampled.tolist(), name
-        assert "input_ids must be <" in str(out[name + "_bad_ids_error"]), name
 
 
 def test_generate_settings_per_row_equal_model_generate_row_by_row(exported):
@@ -292,10 +298,5 @@ def test_quantized_recipe_is_served_by_the_tf1_loader(hf_checkpoints, tmp_path):
     out = dict(np.load(tmp_path / "out.npz"))
     ref = model(ids, attention_mask=mask, position_ids=_positions(mask)).logits.numpy()
     assert np.abs(out["logits"][mask.astype(bool)] - ref[mask.astype(bool)]).max() <= 1e-4
-    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=12).numpy()[:, 6:]
-    sampled = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.8,
-                             top_k=5, top_p=0.9, seed=7).numpy()[:, 6:]
-    for name in ("generate", "generate_xla"):
-        assert out[name + "_greedy"].tolist() == greedy.tolist(), name
-        assert out[name + "_sampled"].tolist() == sampled.tolist(), name
+    assert_generate_signatures_equal_model_generate(out, model, ids, mask)
     assert out["concurrent_errors"].tolist() == [""] and out["concurrent_mismatches"] == 0
