@@ -169,7 +169,8 @@ def test_generate_uses_the_public_cache_type(pair):
     assert isinstance(cache, KVCache)
 
 
-@pytest.mark.parametrize("top_k, top_p", [(1, 1.0), (5, 1.0), (50, 0.9), (256, 0.5)])
+@pytest.mark.parametrize("top_k, top_p", [(5, 1.0), (50, 0.9), *(pytest.param(k, p, marks=pytest.mark.slow)
+                                                                   for k, p in [(1, 1.0), (256, 0.5)])])
 def test_top_k_sampling_over_the_top_logits_draws_the_full_rows_token(top_k, top_p):
     """sampling.sample_top_k (noise only at the kept ids) == sample(top_k_top_p(logits / T)) over all of V."""
     from tfgpt2.generation import sampling

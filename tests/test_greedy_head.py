@@ -171,7 +171,7 @@ def test_a_call_stops_screening_after_the_miss_budget(pair):
         wte.assign(old)
 
 
-@pytest.mark.parametrize("k", [1, 5, 50])
+@pytest.mark.parametrize("k", [50, pytest.param(1, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)])
 def test_screened_top_logits_keep_what_top_k_keeps_of_the_float64_row(k):
     """When proven, the screened logits hold every token of the float64 top-k with its fp32 value."""
     wte = _wte(5000, 64, outliers=(3, 17))
