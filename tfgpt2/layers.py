@@ -61,7 +61,7 @@ class Conv1D(keras.layers.Layer):
         """Keras' `Layer.quantize`: the weight blocks as int8 (one scale per output) or int4 (one scale
         per output and group of `quantization.INT4_GROUP` inputs); the bias stays float. int8 keeps the
         weight as one (out, in) block: XLA's fused int8 products run faster on fewer, larger blocks, while
-        int4 products of merged blocks ran several times slower (docs/design.md)."""
+        int4 products of merged blocks are several times slower (docs/design.md)."""
         if mode not in QUANTIZATION_MODES:
             raise GPT2InputError(f"Conv1D quantizes to {' or '.join(QUANTIZATION_MODES)}, not {mode!r}.")
         self._check_quantize_args(mode, self.compute_dtype)
