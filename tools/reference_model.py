@@ -86,9 +86,9 @@ def spread(seeds, cache_dir=None):
     for seed in seeds:
         model, held_out = trained(seed, cache_dir)
         with tempfile.TemporaryDirectory() as tmp:
-            report = pipeline.export(model, os.path.join(tmp, "e"), quantize=["fp16", "int8", "int4"],
-                                     max_seq_len=96, prefill_len=32, held_out=np.asarray(held_out),
-                                     log=lambda *_: None)
+            report = pipeline.export(model, os.path.join(tmp, "e"), formats=["tflite"],
+                                     quantize=["fp16", "int8", "int4"], max_seq_len=96, prefill_len=32,
+                                     held_out=np.asarray(held_out), log=lambda *_: None)
         row = {name: round(100 * r["fidelity"]["top1_agreement"], 2) for name, r in report["files"].items()}
         ppl = {name: round(r["fidelity"]["perplexity"] / r["fidelity"]["keras_perplexity"], 4)
                for name, r in report["files"].items()}

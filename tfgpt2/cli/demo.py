@@ -68,6 +68,9 @@ def export_rows(model, held_out, args):
     verify.verify_dir(out, log=lambda *_: None)
     rows = [("export (tfgpt2 verify passed)", out)]
     for name, r in report["files"].items():
+        if r["format"] != "tflite":
+            rows.append((f"  {name}/1", f"{r['bytes'] / 1e6:.1f} MB, TF Serving SavedModel ({r['recipe']})"))
+            continue
         f = r["fidelity"]
         rows.append((f"  {name}", f"{r['bytes'] / 1e6:.1f} MB, LiteRT {r['decode_tok_s']:.0f} tok/s, perplexity "
                                   f"{f['perplexity']:.1f} (Keras fp32 {f['keras_perplexity']:.1f}), top-1 vs Keras "
