@@ -15,7 +15,6 @@ that can be among the top k (MASKED elsewhere), so they keep what they keep of t
 
 import tensorflow as tf
 
-from tfgpt2.cache import MASKED
 from tfgpt2.generation import bans, sampling, screen
 
 SCREEN_MIN_TOKENS = 8  # fewer new tokens: building the int8 copy costs more than the screen saves
@@ -68,8 +67,7 @@ class ScreenedGreedyHead:
         after SCREEN_MAX_MISSES of them the call stops screening, so weights whose logits the int8
         bound can't separate cost at most that many wasted screens."""
         int8, use = context
-        blocked = sampling.eos_blocked(self.vocab_size, i, params["min_new_tokens"], params["eos_token_id"])  # (V,)
-        blocked = tf.zeros([self.vocab_size], tf.bool) if blocked is None else blocked
+        blocked = self.blocked(i, params)
 
         def screened():
             tokens, proven = screen.greedy_tokens(hidden, self.wte, int8, blocked)
@@ -79,18 +77,19 @@ class ScreenedGreedyHead:
                                  lambda: (screen.full_argmax(hidden, self.wte, blocked), misses))
         return tokens, None, misses
 
+    def blocked(self, i, params):
+        """(V,) bool: the eos ids while fewer than min_new_tokens were made."""
+        blocked = sampling.eos_blocked(self.vocab_size, i, params["min_new_tokens"], params["eos_token_id"])
+        return tf.zeros([self.vocab_size], tf.bool) if blocked is None else blocked
+
 
 class ScreenedTopKHead(ScreenedGreedyHead):
     """Plain top-k sampling through the int8 screen (screen.screened_top_logits), else the fp32 logits."""
 
     def choose(self, hidden, context, misses, i, seen, history, params):
         int8, use = context
-        blocked = sampling.eos_blocked(self.vocab_size, i, params["min_new_tokens"], params["eos_token_id"])  # (V,)
-        blocked = tf.zeros([self.vocab_size], tf.bool) if blocked is None else blocked
-
-        def full():
-            logits = tf.matmul(tf.cast(hidden, tf.float32), self.wte, transpose_b=True)  # (B, V)
-            return tf.where(blocked[None], MASKED, logits)
+        blocked = self.blocked(i, params)
+        full = lambda: screen.full_logits(hidden, self.wte, blocked)  # noqa: E731
 
         def screened():
             logits, proven = screen.screened_top_logits(hidden, self.wte, int8, blocked, params["top_k"])

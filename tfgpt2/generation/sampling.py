@@ -142,9 +142,9 @@ def select(logits, seen, step, params, config):
     if not config.do_sample:
         return tf.argmax(logits, axis=-1, output_type=tf.int32), logits
     if config.use_top_k and not (config.use_typical or config.output_scores) and logits.shape[-1] > TOP_K_SORTED:
-        dense = lambda: select_dense(logits, params, step, config)  # noqa: E731
         return tf.cond(tf.reduce_all(params["top_k"] <= TOP_K_SORTED),
-                       lambda: sample_top_k(logits, params, step, config.use_top_p), lambda: dense()[0]), None
+                       lambda: sample_top_k(logits, params, step, config.use_top_p),
+                       lambda: select_dense(logits, params, step, config)[0]), None
     return select_dense(logits, params, step, config)
 
 

@@ -127,20 +127,18 @@ def _int8_products(hidden, int8_rows):
     the int8 -> fp32 convert only into those (a (B, C) x (C, V) product converts all of wte first).
     A batch size known only at run time (a serving signature) loops over the rows."""
 
-    def row_product(row):  # (1, C) -> (1, V)
-        # + 0 that XLA can't prove is 0: otherwise it hoists the loop-invariant int8 -> fp32 convert out
-        # of the decode loop and reads a 4x larger fp32 copy every step (is_nan: a NaN row falls back anyway)
-        zero = tf.cast(tf.math.is_nan(row[0, 0]), tf.int8)
-        return tf.matmul(row, tf.cast(int8_rows + zero, tf.float32), transpose_b=True)
-
-    if hidden.shape[0] is not None:
-        return tf.concat([row_product(hidden[b:b + 1]) for b in range(hidden.shape[0])], 0)
-    return tf.map_fn(lambda row: row_product(row[None])[0], hidden,
+    if hidden.shape[0] is not None:  # the "+ 0" of int8_product keeps the convert in the decode loop
+        return tf.concat([quantization.int8_product(hidden[b:b + 1], int8_rows) for b in range(hidden.shape[0])], 0)
+    return tf.map_fn(lambda row: quantization.int8_product(row[None], int8_rows)[0], hidden,
                      fn_output_signature=tf.TensorSpec([int8_rows.shape[0]], tf.float32))
+
+
+def full_logits(hidden, wte, blocked):
+    """All fp32 logits, MASKED where `blocked`. hidden (B, C), blocked (V,) -> (B, V)."""
+    logits = tf.matmul(tf.cast(hidden, tf.float32), wte, transpose_b=True)  # (B, V)
+    return tf.where(blocked[None], MASKED, logits)
 
 
 def full_argmax(hidden, wte, blocked):
     """The same choice from all fp32 logits. hidden (B, C), blocked (V,) -> (B,) int32."""
-    logits = tf.matmul(tf.cast(hidden, tf.float32), wte, transpose_b=True)  # (B, V)
-    logits = tf.where(blocked[None], MASKED, logits)
-    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.argmax(full_logits(hidden, wte, blocked), axis=-1, output_type=tf.int32)
