@@ -201,6 +201,11 @@ class HFKernel:
     def dtype(self):
         return self.layer.bias.dtype
 
+    @property
+    def variables(self):
+        """The Keras variables behind this view (the weight blocks)."""
+        return list(self.layer.kernels)
+
     def numpy(self):
         """The float (in, out) weight; a quantized layer's dequantized."""
         return np.concatenate([np.asarray(b) for b in self.layer.float_kernels()], axis=0).T  # (in, out)

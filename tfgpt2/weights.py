@@ -17,6 +17,7 @@ from tfgpt2.config import GPT2Config
 from tfgpt2.errors import CheckpointError, CheckpointNotFoundError, GPT2InputError
 from tfgpt2.generation.generation_config import GenerationConfig
 from tfgpt2.hub import WEIGHT_FILES, resolve
+from tfgpt2.lazy_weights import SafetensorsState, shape_of, uninitialized_variables
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +98,16 @@ def _read_or_explain(path, reader):
 
 
 def read_safetensors(path):
-    from safetensors import safe_open
-
-    with safe_open(path, framework="numpy") as f:
-        return {key: np.asarray(f.get_tensor(key), np.float32) for key in f.keys()}
+    """A lazy state dict (lazy_weights.SafetensorsState): each tensor is read when it is assigned."""
+    return SafetensorsState([path])
 
 
 def read_sharded(index_path):
     with open(index_path, encoding="utf-8") as f:
         files = sorted(set(json.load(f)["weight_map"].values()))
-    reader = read_safetensors if files[0].endswith(".safetensors") else read_torch_bin
+    if files[0].endswith(".safetensors"):
+        return SafetensorsState.from_index(index_path)
+    reader = read_torch_bin
     state = {}
     for name in files:
         state.update(reader(os.path.join(os.path.dirname(index_path), name)))
@@ -169,34 +170,40 @@ def read_hf_h5(path):
 # ------------------------------------------------------------------ loading
 def load_state_dict(model, state, source="checkpoint"):
     """Assigns a PyTorch-layout state dict; one error lists every missing/unexpected/mis-shaped key."""
-    state = {(k if k.startswith(("transformer.", "multiple_choice_head.", "score.", "lm_head."))
-              else "transformer." + k): v for k, v in state.items()}
+    names = {(k if k.startswith(("transformer.", "multiple_choice_head.", "score.", "lm_head."))
+              else "transformer." + k): k for k in state.keys()}  # HF key -> the state's key; nothing read yet
     expected = model_weights(model)
     head_keys = set(model.head_weights())
-    missing = [k for k in expected if k not in state and k not in head_keys]
-    unexpected = [k for k in state if k not in expected and not _IGNORED.search(k) and not _OTHER_HEADS.match(k)]
+    missing = [k for k in expected if k not in names and k not in head_keys]
+    unexpected = [k for k in names if k not in expected and not _IGNORED.search(k) and not _OTHER_HEADS.match(k)]
     mismatched = []
     for key, (variable, transpose) in expected.items():
-        if key in state:
-            value = state[key].T if transpose else state[key]
-            if tuple(value.shape) != tuple(variable.shape):
-                mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(variable.shape)}")
+        if key in names:
+            shape = shape_of(state, names[key])
+            shape = tuple(reversed(shape)) if transpose else tuple(shape)
+            if shape != tuple(variable.shape):
+                mismatched.append(f"{key}: checkpoint {shape} vs model {tuple(variable.shape)}")
     if missing or unexpected or mismatched:
         parts = [f"{name} ({len(keys)}): {', '.join(keys[:12])}{' ...' if len(keys) > 12 else ''}"
                  for name, keys in (("missing", missing), ("unexpected", unexpected),
                                     ("mis-shaped", mismatched)) if keys]
         raise CheckpointError(f"{source} does not match {type(model).__name__}({_shape_summary(model.config)}): "
                               + "; ".join(parts) + ". Check that config.json belongs to these weights.")
-    lm_head = state.get("lm_head.weight")
-    if lm_head is not None and not np.allclose(lm_head, state["transformer.wte.weight"], atol=1e-6):
+    if "lm_head.weight" in names and not np.allclose(state[names["lm_head.weight"]],
+                                                     state[names["transformer.wte.weight"]], atol=1e-6):
         raise CheckpointError(f"{source} has an lm_head.weight that differs from wte; tfgpt2 ties the LM head "
                               "to the input embedding (tie_word_embeddings=True) as GPT-2 does.")
+    assigned = []
     for key, (variable, transpose) in expected.items():
-        if key in state:
-            variable.assign((state[key].T if transpose else state[key]).astype(variable.dtype))
+        if key in names:
+            value = _read_or_explain(source, lambda _, k=names[key]: state[k])  # one at a time (a lazy state)
+            variable.assign((value.T if transpose else value).astype(variable.dtype))
+            assigned.extend(getattr(variable, "variables", [variable]))  # HFKernel: its blocks
+            del value
         else:
             log.warning("%s: %s not in %s; it keeps its random init (train it before use).",
                         type(model).__name__, key, source)
+    return assigned
 
 
 def _shape_summary(cfg):
@@ -209,8 +216,10 @@ def from_pretrained(cls, name_or_path, config=None, **config_overrides):
         config = GPT2Config.from_pretrained(directory)
     if config_overrides:
         config = GPT2Config.from_dict({**config.to_dict(), **config_overrides})
-    model = cls(config)
-    load_state_dict(model, read_checkpoint(directory), source=directory)
+    with uninitialized_variables() as pending:  # the checkpoint's values are the only ones written
+        model = cls(config)
+    assigned = load_state_dict(model, read_checkpoint(directory), source=directory)
+    pending.initialize(skip=assigned)  # what the checkpoint lacks (a new head), Keras' own state
     if os.path.isfile(os.path.join(directory, "generation_config.json")):
         model.generation_config = GenerationConfig.from_pretrained(directory)
     return model
