@@ -25,19 +25,15 @@ def _export(source, out, recipes):
 def random_model(tmp_path_factory):
     """A small-width GPT-2 with the real vocabulary (eos 50256) as fp32 .litertlm, converted in this process
     with the steps the conversion children take (tiny_export covers the export around them)."""
-    from tfgpt2.export import litertlm, tflite
+    from tfgpt2.export import worker
 
     hf = build_hf("GPT2LMHeadModel", dict(vocab_size=50257, n_positions=128, n_embd=64, n_layer=2, n_head=4))
     hf.config.eos_token_id = hf.config.bos_token_id = 50256
     path, out = str(tmp_path_factory.mktemp("lm-ckpt")), tmp_path_factory.mktemp("lm-export")
     hf.save_pretrained(path)
     model = TFGPT2LMHeadModel.from_pretrained(path)
-    archive = str(out / "archive")
-    litertlm.write_archive(model, archive, SLOTS, PREFILL)
-    litertlm.write_packing_inputs(archive, model.config, SLOTS, PREFILL)
-    with open(out / "m.tflite", "wb") as f:
-        f.write(tflite.convert_archive(archive, signature_keys=litertlm.signature_keys(PREFILL)))
-    litertlm.pack(str(out / "m.tflite"), archive, str(out / "gpt2_fp32.litertlm"))
+    worker.write_archives(path, str(out), SLOTS, PREFILL, ["lm-bound-float"])
+    worker.convert(str(out), "fp32", str(out / "gpt2_fp32.litertlm"), "litertlm", path)
     with litertlm_run.engine(str(out / "gpt2_fp32.litertlm")) as lm:
         yield model, lm
 

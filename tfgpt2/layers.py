@@ -47,6 +47,10 @@ class Conv1D(keras.layers.Layer):
         self.num_splits = self.num_blocks  # the parts call(split=True) returns (q, k, v), whatever the storage
         self.stddev = config.initializer_range * scale
 
+    # (out / n, in) tensors an export graph reads instead of the weight blocks: one per block, or one for
+    # a merged product; graph inputs that export/bound.py turns into the file's weights after conversion
+    export_kernels = None
+
     def build(self, input_shape):
         fan_in, blocks = int(input_shape[-1]), self.num_blocks
         # one initializer per block: an unseeded Keras initializer called twice returns the same values
@@ -139,7 +143,12 @@ class Conv1D(keras.layers.Layer):
         """
         rows = tf.reshape(x, (-1, x.shape[-1]))  # (B * T, in)
         lead = tf.shape(x)[:-1]
-        if merged and len(self.kernels) > 1:
+        if self.export_kernels is not None:  # an export graph's weight inputs (export/bound.py)
+            if len(self.export_kernels) != (1 if merged else len(self.kernels)):
+                raise ValueError(f"{self.name}: {len(self.export_kernels)} export kernels for a "
+                                 f"{'merged' if merged else 'per-block'} product")
+            parts = [tf.matmul(rows, k, transpose_b=True) for k in self.export_kernels]  # (B * T, out / n)
+        elif merged and len(self.kernels) > 1:
             kernel = tf.concat(self.float_kernels(), 0)  # (out, in)
             parts = [tf.matmul(rows, tf.cast(kernel, x.dtype), transpose_b=True)]  # (B * T, out)
         else:

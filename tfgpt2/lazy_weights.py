@@ -69,6 +69,25 @@ class SafetensorsState:
             return np.asarray(f.get_tensor(key), np.float32)
 
 
+class RenamedState:
+    """A state dict seen under other keys (`names`: new key -> the state's key), read on access."""
+
+    def __init__(self, state, names):
+        self._state, self._names = state, names
+
+    def keys(self):
+        return self._names.keys()
+
+    def __contains__(self, key):
+        return key in self._names
+
+    def __getitem__(self, key):
+        return self._state[self._names[key]]
+
+    def shape(self, key):
+        return shape_of(self._state, self._names[key])
+
+
 def shape_of(state, key):
     """A state-dict entry's shape without reading it when the state is lazy."""
     return state.shape(key) if hasattr(state, "shape") else tuple(state[key].shape)

@@ -17,7 +17,7 @@ from tfgpt2.config import GPT2Config
 from tfgpt2.errors import CheckpointError, CheckpointNotFoundError, GPT2InputError
 from tfgpt2.generation.generation_config import GenerationConfig
 from tfgpt2.hub import WEIGHT_FILES, resolve
-from tfgpt2.lazy_weights import SafetensorsState, shape_of, uninitialized_variables
+from tfgpt2.lazy_weights import RenamedState, SafetensorsState, shape_of, uninitialized_variables
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +168,23 @@ def read_hf_h5(path):
 
 
 # ------------------------------------------------------------------ loading
+def hf_key(key):
+    """A state-dict key as GPT2LMHeadModel names it (GPT2Model checkpoints have no `transformer.`)."""
+    heads = ("transformer.", "multiple_choice_head.", "score.", "lm_head.")
+    return key if key.startswith(heads) else "transformer." + key
+
+
+def checkpoint_state(directory):
+    """{hf_key: float32 array (PyTorch layout)} of a checkpoint directory, read per tensor when it is
+    safetensors."""
+    state = read_checkpoint(directory)
+    names = {hf_key(k): k for k in state.keys()}
+    return RenamedState(state, names)
+
+
 def load_state_dict(model, state, source="checkpoint"):
     """Assigns a PyTorch-layout state dict; one error lists every missing/unexpected/mis-shaped key."""
-    names = {(k if k.startswith(("transformer.", "multiple_choice_head.", "score.", "lm_head."))
-              else "transformer." + k): k for k in state.keys()}  # HF key -> the state's key; nothing read yet
+    names = {hf_key(k): k for k in state.keys()}  # HF key -> the state's key; nothing read yet
     expected = model_weights(model)
     head_keys = set(model.head_weights())
     missing = [k for k in expected if k not in names and k not in head_keys]

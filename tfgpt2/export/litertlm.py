@@ -35,7 +35,7 @@ def check_installed():
 
 
 class LmGPT2(tf.Module):
-    """The module that gets converted; `table`: the embedding lookup and tied head to read (int4.Int8Table)."""
+    """The module that gets converted; `table`: the embedding lookup and tied head to read (bound.InputTable)."""
 
     def __init__(self, model, max_seq_len, prefill_len, table=None):
         super().__init__()
@@ -101,18 +101,6 @@ def attend(q, k, v, cache_k, cache_vt, mask, start):
     scores = tf.matmul(q, cache_k, transpose_b=True) + mask  # (1, nh, T, S)
     y = tf.matmul(tf.nn.softmax(scores, axis=-1), cache_vt, transpose_b=True)  # (1, nh, T, hs)
     return y, (cache_k, cache_vt), None
-
-
-def write_archive(model, directory, max_seq_len, prefill_len, table=None):
-    """The SavedModel of `LmGPT2` the converter reads (a Keras ExportArchive, as tflite.write_archive)."""
-    module = LmGPT2(model, max_seq_len, prefill_len, table)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    if table is not None:
-        archive.track(table)
-    for name, (fn, specs) in module.signatures.items():
-        archive.add_endpoint(name=name, fn=fn, input_signature=specs)
-    archive.write_out(directory, verbose=False)
 
 
 def signature_keys(prefill_len):

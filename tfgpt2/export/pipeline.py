@@ -154,37 +154,45 @@ def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_l
             result = worker.run_child("onnx", source, recipe, os.path.join(tmp, name), graph)
             tree_peaks.append(result.pop("tree_peak_rss_gb"))
             files[name] = {"format": "onnx", "recipe": recipe, "graph": graph, **result}
-        # TensorFlow enters this process only now, after the conversion children are done
+        for recipe in saved_recipes:
+            log(f"[{next(step)}/{stages}] SavedModel {recipe} for TF Serving (written in a child process)")
+            name = recipes.saved_model_dir(recipe)
+            result = worker.run_child("saved_model", source, recipe, os.path.join(tmp, name, "1"))
+            tree_peaks.append(result.pop("tree_peak_rss_gb"))
+            files[name] = {"format": "saved_model", "recipe": recipe, **result}
+        # TensorFlow enters this process only now, after the children are done; the model itself only
+        # when something here reads it (the text signature, fidelity against held-out text)
         from tfgpt2 import GPT2Tokenizer
         from tfgpt2.export import report as export_report
-        from tfgpt2.export import saved_model
         from tfgpt2.export.source import load_model
 
-        model = src if hasattr(src, "config") else load_model(src)
-        for recipe in saved_recipes:
-            log(f"[{next(step)}/{stages}] SavedModel {recipe} for TF Serving")
-            files[recipes.saved_model_dir(recipe)] = saved_model.build_recipe(
-                model, recipe, lambda: load_model(source), os.path.join(tmp, recipes.saved_model_dir(recipe), "1"))
-        shutil.rmtree(scratch)
+        loaded = [src] if hasattr(src, "config") else []
+
+        def reference():
+            if not loaded:
+                loaded.append(load_model(source))
+            return loaded[0]
+
         if text_signature:
             from tfgpt2.export import text_serving
 
             log(f"       SavedModel with generate_text (text in/out; needs TF Text ops: "
                 f"{', '.join(text_serving.REQUIRED_OPS)})")
-            text_serving.build(model, os.path.join(tmp, "saved_model_text", "1"))
-        parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+            text_serving.build(reference(), os.path.join(tmp, "saved_model_text", "1"))
         log(f"[{next(step)}/{stages}] tokenizer, model.json, verification")
         GPT2Tokenizer().save_pretrained(os.path.join(tmp, "tokenizer"))
+        for name, entry in files.items():
+            measure(config, reference, os.path.join(tmp, name), entry, held_out, prefill_len)
+        shutil.rmtree(scratch)
+        parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         report = {"conversion_seconds": time.time() - start, "peak_rss_gb": max([parent_peak, *tree_peaks]),
                   "exporting_process_peak_rss_gb": parent_peak, "files": files}
-        for name, entry in files.items():
-            measure(model, os.path.join(tmp, name), entry, held_out, prefill_len)
-        dropped = contract.special_tokens(model.config)[1]
+        dropped = contract.special_tokens(config)[1]
         for name, value in dropped.items():
-            log(f"note: {name} {value} is outside the vocabulary ({model.config.vocab_size}); the export never feeds "
+            log(f"note: {name} {value} is outside the vocabulary ({config.vocab_size}); the export never feeds "
                 "it to the model or stops on it (model.json: special_tokens_outside_vocab)")
         report["special_tokens_outside_vocab"] = dropped
-        contract.write(tmp, model.config, files, max_seq_len, prefill_len)
+        contract.write(tmp, config, files, max_seq_len, prefill_len)
         export_report.write(tmp, report)
         replace(tmp, out)
     except BaseException:
@@ -194,38 +202,40 @@ def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_l
     return report
 
 
-def measure(model, path, entry, held_out, prefill_len):
-    """Adds the signatures, decode tok/s and (with `held_out`) fidelity of one .tflite or ONNX recipe to `entry`
-    (a .litertlm: its prefill and decode tok/s; its signatures came from the conversion child; a quantized
-    SavedModel: the fidelity of its serving_default logits)."""
+def measure(config, reference, path, entry, held_out, prefill_len):
+    """Adds the signatures, decode tok/s and (with `held_out`) fidelity against `reference()` (the Keras
+    model, loaded only then) of one .tflite or ONNX recipe to `entry` (a .litertlm: its prefill and decode
+    tok/s; its signatures came from the conversion child; a quantized SavedModel: the fidelity of its
+    serving_default logits)."""
+    blocks = None if held_out is None else np.asarray(held_out, np.int32)
     if entry["format"] == "saved_model":
-        if held_out is not None and entry["recipe"] != "fp32":
+        if blocks is not None and entry["recipe"] != "fp32":
             from tfgpt2.export import saved_model
 
-            entry["fidelity"] = saved_model.fidelity(model, os.path.join(path, "1"), np.asarray(held_out, np.int32))
+            entry["fidelity"] = saved_model.fidelity(reference(), os.path.join(path, "1"), blocks)
         return
     if entry["format"] == "litertlm":
         from tfgpt2.export import litertlm_run
 
         entry["prefill_tok_s"], entry["decode_tok_s"] = litertlm_run.speed(path, new_tokens=min(
-            32, model.config.n_positions // 4))
+            32, config.n_positions // 4))
         return
     if entry["format"] == "onnx":
         from tfgpt2.export import onnx_run
 
         graph = os.path.join(path, "model.onnx")
         entry["signatures"] = {"model": onnx_run.signature(graph)}
-        prompt = min(32, model.config.n_positions // 4)
-        entry["decode_tok_s"] = onnx_run.decode_speed(graph, prompt, min(32, model.config.n_positions - prompt - 1))
-        if held_out is not None and entry["graph"] == "lm":
-            entry["fidelity"] = onnx_run.fidelity(model, graph, np.asarray(held_out, np.int32))
+        prompt = min(32, config.n_positions // 4)
+        entry["decode_tok_s"] = onnx_run.decode_speed(graph, prompt, min(32, config.n_positions - prompt - 1))
+        if blocks is not None and entry["graph"] == "lm":
+            entry["fidelity"] = onnx_run.fidelity(reference(), graph, blocks)
         return
     from tfgpt2.export import verify
 
     entry["signatures"] = verify.signature_contract(path)
     entry["decode_tok_s"] = verify.decode_speed(path)
-    if held_out is not None:
-        entry["fidelity"] = verify.fidelity(model, path, np.asarray(held_out, np.int32), prefill_len)
+    if blocks is not None:
+        entry["fidelity"] = verify.fidelity(reference(), path, blocks, prefill_len)
 
 
 def check_android_target(assets):

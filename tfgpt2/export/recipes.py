@@ -6,8 +6,10 @@ A recipe names what it does in every format that has it (`formats`): TF Serving 
 weights with the tied table stored once) and .litertlm files (the .tflite of the same recipe in
 LiteRT-LM's signature layout, litertlm.py). Every .tflite is converted from a SavedModel that a child
 process writes (worker.py): `archive` says which one (with "lm-" before it for LiteRT-LM's layout).
-int8-full is the exception: its calibration runs the float model during conversion, so its child
-converts from the model itself.
+The bound recipes (fp32, int8, int4) convert a graph whose weights are inputs and write the weights
+into the file themselves, tensor by tensor from the checkpoint (bound.py): their memory does not grow
+with the model. int8-full is the exception the other way: its calibration runs the float model during
+conversion, so its child converts from the model itself.
 """
 
 import dataclasses
@@ -17,13 +19,16 @@ import dataclasses
 class Recipe:
     name: str
     summary: str
-    archive: str = "float"  # the SavedModel converted: "float", "int4" (int8 embedding table), None (the model)
+    archive: str = "float"  # the SavedModel converted: "float", "bound-float" / "bound-int8" (bound.py), None
     optimize: str = None  # converter mode: None, "fp16" (weights), "dynamic" (int8 weights), "calibrated"
     tied: bool = False  # point the LM head at the embedding's int8 table (tied.share_tied_embedding)
-    int4: bool = False  # quantize the converted float weights to int4 (ai-edge-quantizer, int4.quantize)
     integer_attention: bool = False  # decode attention with ops that have int8 kernels
-    buffer_offset: bool = True  # weights after the flatbuffer (one less copy; tied.py re-serialises instead)
     formats: tuple = ("tflite",)  # the export formats that have this recipe
+
+    @property
+    def bound(self):
+        """Whether bound.py writes the weights (the converter sees a weightless graph)."""
+        return bool(self.archive) and self.archive.startswith("bound-")
 
     def converter_options(self, representative_dataset=None):
         """TFLiteConverter settings: optimizations, target_types, representative_dataset."""
@@ -40,14 +45,15 @@ class Recipe:
 
 
 RECIPES = {r.name: r for r in (
-    Recipe("fp32", "float32 weights", formats=("saved_model", "tflite", "onnx", "litertlm")),
+    Recipe("fp32", "float32 weights", archive="bound-float", formats=("saved_model", "tflite", "onnx", "litertlm")),
     Recipe("fp16", "float16 weights, float32 compute", optimize="fp16"),
-    Recipe("int8", "dynamic range: int8 weights, float activations; the tied embedding stored once",
-           optimize="dynamic", tied=True, buffer_offset=False, formats=("saved_model", "tflite", "onnx", "litertlm")),
+    Recipe("int8", "dynamic range: int8 weights (one scale per output channel), float activations; the tied "
+           "embedding stored once as an int8 table", archive="bound-int8",
+           formats=("saved_model", "tflite", "onnx", "litertlm")),
     Recipe("int8-full", "int8 weights and activations, calibrated on text (loses GPT-2's accuracy)",
-           archive=None, optimize="calibrated", tied=True, integer_attention=True, buffer_offset=False),
-    Recipe("int4", "channelwise int4 weights (ai-edge-quantizer, OCTAV clipping), int8 embedding table",
-           archive="int4", int4=True, formats=("saved_model", "tflite", "litertlm")),
+           archive=None, optimize="calibrated", tied=True, integer_attention=True),
+    Recipe("int4", "channelwise int4 block weights (ai-edge-quantizer's min-max rule), the tied embedding as an "
+           "int8 table", archive="bound-int8", formats=("saved_model", "tflite", "litertlm")),
 )}
 
 
@@ -99,7 +105,7 @@ def plan(formats, quantize=None):
     return out
 
 
-ARCHIVES = ("float", "int4", "lm-float", "lm-int4")  # lm-: LiteRT-LM's signature layout (litertlm.py)
+ARCHIVES = ("float", "bound-float", "bound-int8", "lm-bound-float", "lm-bound-int8")  # lm-: LiteRT-LM's layout
 
 
 def archive_kinds(names, layout="tflite"):

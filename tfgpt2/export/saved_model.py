@@ -16,7 +16,7 @@ Warm-up requests for TF Serving go to `assets.extra/tf_serving_warmup_requests`.
 
 import functools
 import os
-import resource
+import shutil
 import time
 
 import keras
@@ -177,17 +177,84 @@ def build(model, export_dir, max_new_tokens_cap=128, warmup=True):
     return module
 
 
-def build_recipe(model, recipe, load, export_dir):
-    """Writes the SavedModel of one recipe: fp32 from `model`, int8 / int4 from `load()` (a fresh float
-    copy) after model.quantize(recipe). Returns its model.json / report entry."""
+def build_from_checkpoint(src, export_dir, group_bytes=256 << 20):
+    """build() for an HF checkpoint without ever holding its weights: the module is traced and saved from a
+    stand-in whose large variables were never written (bound.stand_in; the saved checkpoint holds zeros for
+    them), then the checkpoint is written again from `src`, `group_bytes` of tensors at a time, each group a
+    shard that TF's MergeV2Checkpoints joins into variables/variables (what every TF loader reads)."""
+    from tfgpt2.export import bound
+    from tfgpt2.export.source import weight_state
+
+    model = bound.stand_in(src)
+    module = build(model, export_dir)
+    values = _checkpoint_values(model, weight_state(src))
+    prefix = os.path.join(export_dir, "variables", "variables")
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    groups, size = [[]], 0
+    for name in sorted(shapes):
+        size += 4 * int(np.prod(shapes[name]))
+        if size > group_bytes and groups[-1]:
+            groups.append([])
+            size = 4 * int(np.prod(shapes[name]))
+        groups[-1].append(name)
+    parts = os.path.join(export_dir, "variables", ".parts")
+    prefixes = []
+    for g, names in enumerate(groups):
+        tensors = [tf.constant(reader.get_tensor(n)) if n == "_CHECKPOINTABLE_OBJECT_GRAPH"
+                   else values[id(_variable(module, n))]() for n in names]
+        prefixes.append(os.path.join(parts, f"part_{g}"))
+        tf.raw_ops.SaveV2(prefix=prefixes[-1], tensor_names=names, shape_and_slices=[""] * len(names),
+                          tensors=tensors)
+        del tensors
+    for name in os.listdir(os.path.dirname(prefix)):
+        if name.startswith("variables."):
+            os.remove(os.path.join(os.path.dirname(prefix), name))
+    tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=prefixes, destination_prefix=prefix, delete_old_dirs=True)
+    shutil.rmtree(parts, ignore_errors=True)
+    return model
+
+
+def _checkpoint_values(model, state):
+    """{id(tf.Variable): () -> value}: the large weights read from the checkpoint `state` (Conv1D blocks
+    as (out / blocks, in), wte), every other variable its own value."""
+    values = {id(v.value): (lambda v=v: v.numpy()) for v in model.variables}
+    t = model.transformer
+    values[id(t.wte.embeddings.value)] = lambda: state["transformer.wte.weight"]
+    for i, block in enumerate(t.h):
+        for path, layer in (("attn.c_attn", block.attn.c_attn), ("attn.c_proj", block.attn.c_proj),
+                            ("mlp.c_fc", block.mlp.c_fc), ("mlp.c_proj", block.mlp.c_proj)):
+            rows = layer.units // len(layer.kernels)
+            for j, kernel in enumerate(layer.kernels):
+                key = f"transformer.h.{i}.{path}.weight"  # (in, out)
+                values[id(kernel.value)] = lambda key=key, j=j, rows=rows: np.ascontiguousarray(
+                    state[key][:, j * rows:(j + 1) * rows].T)
+    return values
+
+
+def _variable(root, key):
+    """The tf.Variable a checkpoint key names: `model/transformer/h/0/.../.ATTRIBUTES/VARIABLE_VALUE`."""
+    obj = root
+    for part in key.split("/.ATTRIBUTES/")[0].split("/"):
+        obj = obj[int(part)] if isinstance(obj, (list, tuple)) else getattr(obj, part)
+    return obj if isinstance(obj, tf.Variable) else obj.value  # a Keras variable holds its tf.Variable
+
+
+def build_recipe(src, recipe, export_dir):
+    """Writes the SavedModel of one recipe from `src` (an HF checkpoint or .keras file): fp32 as the model
+    is (an HF checkpoint streamed: build_from_checkpoint), int8 / int4 after model.quantize(recipe).
+    Returns its model.json / report entry."""
+    from tfgpt2.export.source import is_keras_file, load_model
+
     start = time.time()
-    if recipe != "fp32":
-        model = load()
-        model.quantize(recipe)
-    build(model, export_dir)
-    return {"format": "saved_model", "recipe": recipe, "signatures": sorted(SIGNATURES),
-            "bytes": directory_bytes(export_dir), "seconds": time.time() - start,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    if recipe == "fp32" and not is_keras_file(src):
+        build_from_checkpoint(src, export_dir)
+    else:
+        model = load_model(src)
+        if recipe != "fp32":
+            model.quantize(recipe)
+        build(model, export_dir)
+    return {"signatures": sorted(SIGNATURES), "bytes": directory_bytes(export_dir), "seconds": time.time() - start}
 
 
 def directory_bytes(path):

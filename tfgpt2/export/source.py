@@ -22,6 +22,17 @@ def load_model(src):
     return TFGPT2LMHeadModel.from_pretrained(src)
 
 
+def weight_state(src):
+    """{transformers key: float32 array (PyTorch layout)} of an HF directory / hub id, each tensor read
+    when asked for (safetensors); a .keras file is loaded whole."""
+    from tfgpt2 import weights
+    from tfgpt2.hub import resolve
+
+    if is_keras_file(src):
+        return {weights.hf_key(k): v for k, v in weights.state_dict(load_model(src)).items()}
+    return weights.checkpoint_state(src if os.path.isdir(src) else resolve(src))
+
+
 def source_config(src):
     """The GPT2Config of a model, HF dir/hub id or .keras file, without loading weights."""
     from tfgpt2 import GPT2Config

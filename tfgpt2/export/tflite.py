@@ -31,7 +31,7 @@ class LiteGPT2(tf.Module):
 
     `integer_attention`: decode attends with BATCH_MATMUL + SOFTMAX (`attend_matmul`), which have
     int8 kernels, for full-integer quantization; else with `attend` (float recipes, faster).
-    `table`: the embedding table the graph reads, its lookup and the tied head (int4.Int8Table),
+    `table`: the embedding table the graph reads, its lookup and the tied head (bound.InputTable),
     default wte. Each `c_proj` is traced as one FULLY_CONNECTED over its concatenated weight blocks
     (a constant after freezing): as four FCs + CONCATENATION, LiteRT decoded no faster and the int8
     file grew.

@@ -35,37 +35,6 @@ def _dequantized(values, scales, tensor):
     return values.astype(np.float32) * scales.reshape(shape)
 
 
-def dedupe_buffers(flat):
-    """`flat` with byte-identical constant buffers stored once; returns (bytes, bytes_saved).
-
-    ai-edge-quantizer writes a separate copy of every weight for each signature (prefill and
-    decode); the TF converter shares them. This pass makes its output share them again.
-    """
-    import hashlib
-
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
-    first, remap = {}, {}
-    for i, buffer in enumerate(model.buffers):
-        if buffer.data is None or len(buffer.data) < 1024:
-            continue
-        key = hashlib.sha256(bytes(buffer.data)).digest()
-        if key in first:
-            remap[i] = first[key]
-        else:
-            first[key] = i
-    if not remap:
-        return flat, 0
-    saved = sum(len(model.buffers[i].data) for i in remap)
-    for graph in model.subgraphs:
-        for t in graph.tensors:
-            t.buffer = remap.get(t.buffer, t.buffer)
-    for i in remap:
-        model.buffers[i].data = None
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), saved
-
-
 def share_tied_embedding(flat):
     """`flat` with the LM head reading the embedding's int8 table; returns (bytes, bytes_saved)."""
     from tensorflow.lite.tools import flatbuffer_utils

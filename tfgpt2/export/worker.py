@@ -1,14 +1,18 @@
 """TFLite conversion in child processes, so no process holds the model and the converter at once.
 
-The TF converter needs ~2.5x the model's weights (frozen constants, the MLIR module, the
-flatbuffer); a process that has loaded the Keras model does not give its memory back after
-`del model`. So one child loads the model and writes the SavedModels the converter reads, and each
-recipe is converted by a fresh child that never loads Keras weights (docs/design.md).
+The bound recipes (fp32, int8, int4; bound.py) never load the model's large weights: one child
+traces a stand-in and writes the weightless SavedModel the converter reads, a fresh child converts it
+and writes each weight into the file from the checkpoint, one tensor at a time. fp16 and int8-full
+hand the converter the weights as constants, which costs ~2.5x their bytes (frozen constants, the
+MLIR module, the flatbuffer), and a process that has loaded the Keras model does not give its memory
+back after `del model`: so the child that loads the model is never the one that converts
+(docs/design.md).
 
-    python -m tfgpt2.export.worker archive SRC DIR MAX_SEQ_LEN PREFILL_LEN [float] [int4]
-    python -m tfgpt2.export.worker convert DIR RECIPE OUT.tflite|OUT.litertlm [tflite|litertlm]
+    python -m tfgpt2.export.worker archive SRC DIR MAX_SEQ_LEN PREFILL_LEN KIND...  (recipes.ARCHIVES)
+    python -m tfgpt2.export.worker convert DIR RECIPE OUT.tflite|OUT.litertlm tflite|litertlm SRC
     python -m tfgpt2.export.worker calibrated SRC RECIPE OUT.tflite MAX_SEQ_LEN PREFILL_LEN CALIBRATION.npy
     python -m tfgpt2.export.worker onnx SRC RECIPE OUT_DIR GRAPH
+    python -m tfgpt2.export.worker saved_model SRC RECIPE OUT_DIR  (saved_model.build_recipe)
 
 Each prints one JSON line (peak_rss_gb, seconds, and for conversions bytes and tied_embedding_bytes_saved).
 A calibrated recipe (int8-full) converts from SRC: its representative dataset runs the float model.
@@ -29,39 +33,37 @@ from tfgpt2.export import recipes
 
 
 def write_archives(src, directory, max_seq_len, prefill_len, kinds):
-    """DIR/<kind> for each of recipes.ARCHIVES asked for: float, int4 (the int4 recipe's graph reads an int8
-    embedding table), and the same in LiteRT-LM's layout (lm-float, lm-int4), which also get what
-    packing needs: lm.json (signature keys), tokenizer.json and llm_metadata.pb."""
-    from tfgpt2.export import int4, litertlm, tflite
-    from tfgpt2.export.source import load_model
+    """DIR/<kind> for each of recipes.ARCHIVES asked for: float (the model's own weights as constants), the
+    bound recipes' weightless graphs (bound-float, bound-int8: bound.py; the model is never loaded), and
+    those in LiteRT-LM's layout (lm-...), which also get what packing needs: lm.json (signature keys),
+    tokenizer.json and llm_metadata.pb."""
+    from tfgpt2.export import bound, litertlm, tflite
+    from tfgpt2.export.source import load_model, source_config
 
-    model = load_model(src)
     for kind in kinds:
-        table = int4.Int8Table(model) if kind.endswith("int4") else None
         path = os.path.join(directory, kind)
-        if not kind.startswith("lm-"):
-            tflite.write_archive(model, path, max_seq_len, prefill_len, table=table)
-            continue
-        litertlm.write_archive(model, path, max_seq_len, prefill_len, table=table)
-        litertlm.write_packing_inputs(path, model.config, max_seq_len, prefill_len)
+        layout, table = ("litertlm" if kind.startswith("lm-") else "tflite"), kind.rpartition("-")[2]
+        if "bound-" in kind:
+            bound.write_archive(src, path, table, layout, max_seq_len, prefill_len)
+        else:
+            tflite.write_archive(load_model(src), path, max_seq_len, prefill_len)
+        if layout == "litertlm":
+            litertlm.write_packing_inputs(path, source_config(src), max_seq_len, prefill_len)
     return {}
 
 
-def convert(directory, name, out_path, layout="tflite"):
+def convert(directory, name, out_path, layout="tflite", src=None):
     """Converts recipe `name` from `write_archives`' SavedModel; writes `out_path` (a .tflite, or for
-    layout "litertlm" a .litertlm packed around the converted .tflite)."""
-    from tfgpt2.export import litertlm, tflite, verify
+    layout "litertlm" a .litertlm packed around the converted .tflite). A bound recipe's weights come
+    from `src`, tensor by tensor."""
+    from tfgpt2.export import litertlm, verify
 
     recipe = recipes.get(name)
+    archive = os.path.join(directory, ("lm-" if layout == "litertlm" else "") + recipe.archive)
     if layout != "litertlm":
-        flat = tflite.convert_archive(os.path.join(directory, recipe.archive), buffer_offset=recipe.buffer_offset,
-                                      **recipe.converter_options())
-        return _write(out_path, *_post_process(recipe, flat))
-    archive = os.path.join(directory, "lm-" + recipe.archive)
-    flat = tflite.convert_archive(archive, buffer_offset=recipe.buffer_offset, **recipe.converter_options(),
-                                  signature_keys=litertlm.read_packing_inputs(archive)["signature_keys"])
+        return _convert(recipe, archive, out_path, ("prefill", "decode"), src)
     inner = out_path + ".tflite"
-    result = _write(inner, *_post_process(recipe, flat))
+    result = _convert(recipe, archive, inner, litertlm.read_packing_inputs(archive)["signature_keys"], src)
     try:
         result["signatures"] = verify.signature_contract(inner)
         litertlm.pack(inner, archive, out_path)
@@ -69,6 +71,21 @@ def convert(directory, name, out_path, layout="tflite"):
         os.remove(inner)
     result["bytes"] = os.path.getsize(out_path)
     return result
+
+
+def _convert(recipe, archive, out_path, signature_keys, src):
+    from tfgpt2.export import bound, tflite
+    from tfgpt2.export.source import weight_state
+
+    if not recipe.bound:
+        flat = tflite.convert_archive(archive, buffer_offset=not recipe.tied, signature_keys=signature_keys,
+                                      **recipe.converter_options())
+        return _write(out_path, *_post_process(recipe, flat))
+    flat = tflite.convert_archive(archive, buffer_offset=False, signature_keys=signature_keys)
+    weights = bound.read_weights(archive)
+    size = bound.bind(flat, weights, weight_state(src), recipe.name, out_path)
+    shared = sum(w.shape[0] * w.shape[1] for w in weights if w.role == "head")  # the head reads the table
+    return {"bytes": size, "tied_embedding_bytes_saved": shared}
 
 
 def convert_calibrated(src, name, out_path, max_seq_len, prefill_len, calibration_path):
@@ -82,7 +99,7 @@ def convert_calibrated(src, name, out_path, max_seq_len, prefill_len, calibratio
     model = load_model(src)
     dataset = tflite.representative_dataset(model, np.load(calibration_path), max_seq_len, prefill_len)
     flat = tflite.convert(model, max_seq_len, prefill_len, integer_attention=recipe.integer_attention,
-                          buffer_offset=recipe.buffer_offset, **recipe.converter_options(dataset))
+                          buffer_offset=False, **recipe.converter_options(dataset))
     return _write(out_path, *_post_process(recipe, flat))
 
 
@@ -95,13 +112,9 @@ def convert_onnx(src, name, directory, graph):
 
 def _post_process(recipe, flat):
     """(bytes, bytes saved): the recipe's passes over the converted flatbuffer."""
-    from tfgpt2.export import int4, tied
+    from tfgpt2.export import tied
 
-    if recipe.int4:
-        return int4.quantize(flat)
-    if recipe.tied:
-        return tied.share_tied_embedding(flat)
-    return flat, 0
+    return tied.share_tied_embedding(flat) if recipe.tied else (flat, 0)
 
 
 def _write(path, flat, shared):
@@ -158,7 +171,7 @@ def convert_in_child(recipe, archives, src, out_path, max_seq_len, prefill_len, 
     """One recipe in a fresh child: from `write_archives`' DIR, or for a calibrated one from `src`."""
     if recipes.get(recipe).archive is None:
         return run_child("calibrated", src, recipe, out_path, max_seq_len, prefill_len, calibration_path)
-    return run_child("convert", archives, recipe, out_path, layout)
+    return run_child("convert", archives, recipe, out_path, layout, src)
 
 
 def convert_in_children(src, recipe, out_path, max_seq_len, prefill_len, scratch, calibration_path=None,
@@ -186,8 +199,12 @@ def main(argv):
         result = convert_calibrated(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5])
     elif step == "onnx":
         result = convert_onnx(*args)
+    elif step == "saved_model":
+        from tfgpt2.export import saved_model
+
+        result = saved_model.build_recipe(*args)
     else:
-        raise SystemExit(f"unknown step {step!r}; use archive, convert, calibrated or onnx")
+        raise SystemExit(f"unknown step {step!r}; use archive, convert, calibrated, onnx or saved_model")
     result.update(seconds=time.time() - start, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
     print(json.dumps(result))
 

@@ -19,7 +19,7 @@ class Decoder:
     """Prefill / step over a model's transformer, with compiled loops cached per DecodeConfig.
 
     Exported graphs choose how the weights are read: `table` (an object with `lookup(ids)` and
-    `logits(hidden)`, e.g. export/int4.Int8Table) replaces the wte embedding and the tied head, and
+    `logits(hidden)`, e.g. export/bound.InputTable) replaces the wte embedding and the tied head, and
     `merged_projections` is passed to every transformer call.
     """
 
