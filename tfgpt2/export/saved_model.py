@@ -50,7 +50,9 @@ class GPT2Serving(tf.Module):
 
     def __init__(self, model, max_new_tokens_cap=128, signatures=True):
         super().__init__()
-        self.model = model
+        # the Keras model is no checkpoint dependency (set past tf.Module's tracking): as one, every weight
+        # was saved twice, under model/... and weights/...
+        object.__setattr__(self, "model", model)
         # the raw tf.Variables as direct dependencies: without them the TF1 session loader (TF Serving,
         # saved_model_cli run) finds no restored variable behind the signatures' captured handles
         self.weights = [v.value for v in model.variables]
@@ -177,7 +179,7 @@ def build(model, export_dir, max_new_tokens_cap=128, warmup=True):
     return module
 
 
-def build_from_checkpoint(src, export_dir, group_bytes=256 << 20):
+def build_from_checkpoint(src, export_dir, group_bytes=256 << 20, **build_args):
     """build() for an HF checkpoint without ever holding its weights: the module is traced and saved from a
     stand-in whose large variables were never written (bound.stand_in; the saved checkpoint holds zeros for
     them), then the checkpoint is written again from `src`, `group_bytes` of tensors at a time, each group a
@@ -186,7 +188,7 @@ def build_from_checkpoint(src, export_dir, group_bytes=256 << 20):
     from tfgpt2.export.source import weight_state
 
     model = bound.stand_in(src)
-    module = build(model, export_dir)
+    module = build(model, export_dir, **build_args)
     values = _checkpoint_values(model, weight_state(src))
     prefix = os.path.join(export_dir, "variables", "variables")
     reader = tf.train.load_checkpoint(prefix)
