@@ -126,6 +126,7 @@ def main():
     p.add_argument("--new", type=int, default=32)
     p.add_argument("--work", default=os.path.join(CACHE, "exports"), help="where the exports are written")
     args = p.parse_args()
+    os.makedirs(args.work, exist_ok=True)
     baseline = run_system(COMMON, BASELINE, 2)
     print(f"TF baseline (import tfgpt2 + TensorFlow): {baseline.get('peak_rss_gb', 0):.2f} GB RSS")
     head = (f"{'preset':<12}{'ckpt GB':>8}{'export s':>9}{'peak GB':>8}{'largest':>8}{'ratio':>6}"
