@@ -20,7 +20,8 @@ class Recipe:
     name: str
     summary: str
     archive: str = "float"  # the SavedModel converted: "float", "bound-float" / "bound-int8" (bound.py), None
-    optimize: str = None  # converter mode: None, "fp16" (weights), "dynamic" (int8 weights), "calibrated"
+    optimize: str = None  # None, "fp16" (weights), "dynamic" (int8 weights), "calibrated"; the converter's mode
+    # for unbound recipes (a bound one converts without it and writes its own types), ONNX's for all
     tied: bool = False  # point the LM head at the embedding's int8 table (tied.share_tied_embedding)
     integer_attention: bool = False  # decode attention with ops that have int8 kernels
     formats: tuple = ("tflite",)  # the export formats that have this recipe
@@ -48,7 +49,7 @@ RECIPES = {r.name: r for r in (
     Recipe("fp32", "float32 weights", archive="bound-float", formats=("saved_model", "tflite", "onnx", "litertlm")),
     Recipe("fp16", "float16 weights, float32 compute", optimize="fp16"),
     Recipe("int8", "dynamic range: int8 weights (one scale per output channel), float activations; the tied "
-           "embedding stored once as an int8 table", archive="bound-int8",
+           "embedding stored once as an int8 table", archive="bound-int8", optimize="dynamic",
            formats=("saved_model", "tflite", "onnx", "litertlm")),
     Recipe("int8-full", "int8 weights and activations, calibrated on text (loses GPT-2's accuracy)",
            archive=None, optimize="calibrated", tied=True, integer_attention=True),
