@@ -179,7 +179,7 @@ def build(model, export_dir, max_new_tokens_cap=128, warmup=True):
     return module
 
 
-def build_from_checkpoint(src, export_dir, group_bytes=256 << 20, **build_args):
+def build_from_checkpoint(src, export_dir, group_bytes=64 << 20, **build_args):
     """build() for an HF checkpoint without ever holding its weights: the module is traced and saved from a
     stand-in whose large variables were never written (bound.stand_in; the saved checkpoint holds zeros for
     them), then the checkpoint is written again from `src`, `group_bytes` of tensors at a time, each group a
