@@ -114,6 +114,7 @@ def test_top_p_keeps_smallest_nucleus():
     assert kept.tolist() == [True, True, True, False]
 
 
+@pytest.mark.slow  # the streamer is checked against transformers by default (test_hf_generate.py)
 def test_streamer_and_scores(pair):
     cfg, _, model = pair
     ids = np.random.default_rng(7).integers(1, cfg["vocab_size"], (2, 5)).astype("int32")

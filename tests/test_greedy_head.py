@@ -118,7 +118,8 @@ def test_screened_generate_proves_steps_of_a_real_model(pair):
     assert proven and chosen.tolist() == _reference(hidden.numpy(), wte).tolist()
 
 
-@pytest.mark.parametrize("change", ["permuted rows", "rows closer than an int8 step"])
+@pytest.mark.parametrize("change", [pytest.param("permuted rows", marks=pytest.mark.slow),
+                                    "rows closer than an int8 step"])
 def test_generate_after_changing_weights_matches_transformers(pair, change):
     """The screen is rebuilt from wte on every call: new weights never meet a stale int8 copy.
 
