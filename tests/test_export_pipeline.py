@@ -152,12 +152,11 @@ def test_failure_in_the_conversion_child_leaves_no_partial_dir(hf_checkpoints, t
 @pytest.mark.slow
 def test_failure_after_conversion_leaves_no_partial_dir(hf_checkpoints, tmp_path, monkeypatch):
     _, path = hf_checkpoints["small-gelu_new"]
-    from tfgpt2.export import saved_model
 
     def boom(*args, **kwargs):
-        raise RuntimeError("SavedModel writer crashed")
+        raise RuntimeError("model.json writer crashed")
 
-    monkeypatch.setattr(saved_model, "build", boom)
+    monkeypatch.setattr(pipeline.contract, "write", boom)  # after every child (conversions, SavedModel) is done
     with pytest.raises(RuntimeError, match="crashed"):
         pipeline.export(path, str(tmp_path / "out"), quantize=["fp32"], max_seq_len=24, prefill_len=8,
                         log=lambda *_: None)
@@ -234,8 +233,8 @@ import sys
 from tfgpt2.export import pipeline, worker
 plan = {{"tflite": ["fp32", "int8"], "onnx": ["fp32"]}}  # the ONNX check finds its libraries without importing them
 pipeline.check_targets(pipeline.source_config({path!r}), {str(tmp_path / 'x')!r}, plan, False, 24, 8)
-worker.run_child("archive", {path!r}, {str(tmp_path / 'a')!r}, 24, 8, "float")
-r = worker.run_child("convert", {str(tmp_path / 'a')!r}, "int8", {str(tmp_path / 'm.tflite')!r})
+worker.run_child("archive", {path!r}, {str(tmp_path / 'a')!r}, 24, 8, "bound-int8")
+r = worker.run_child("convert", {str(tmp_path / 'a')!r}, "int8", {str(tmp_path / 'm.tflite')!r}, "tflite", {path!r})
 print("tensorflow" in sys.modules, r["bytes"] > 0, r["peak_rss_gb"] > 0)
 """)
     assert out.split()[-3:] == ["False", "True", "True"], out
