@@ -119,6 +119,7 @@ def test_console_script_errors_are_one_line(args, match, hf_checkpoints, tmp_pat
     assert len(lines) == 1 and lines[0].startswith("tfgpt2") and match in lines[0], result.stderr[-1500:]
 
 
+@pytest.mark.slow
 def test_train_checkpoints_resumes_and_plots(tmp_path, capsys):
     data = tmp_path / "data.txt"
     from tfgpt2 import training

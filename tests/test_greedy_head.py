@@ -119,7 +119,7 @@ def test_screened_generate_proves_steps_of_a_real_model(pair):
 
 
 @pytest.mark.parametrize("change", [pytest.param("permuted rows", marks=pytest.mark.slow),
-                                    "rows closer than an int8 step"])
+                                    pytest.param("rows closer than an int8 step", marks=pytest.mark.slow)])
 def test_generate_after_changing_weights_matches_transformers(pair, change):
     """The screen is rebuilt from wte on every call: new weights never meet a stale int8 copy.
 

@@ -35,6 +35,7 @@ def _encode_in_batches(fn, texts, size=256):
     return out
 
 
+@pytest.mark.slow  # by default the fresh-process SavedModel test checks the in-graph ids
 def test_graph_ids_equal_python_in_tf_function(graph_tok, sample):
     python = GPT2Tokenizer().encode_batch(sample)
     graph = _encode_in_batches(tf.function(graph_tok.encode), sample)
