@@ -31,6 +31,19 @@ _ARCHITECTURES = {"TFGPT2Model": "GPT2Model", "TFGPT2LMHeadModel": "GPT2LMHeadMo
                   "TFGPT2ForSequenceClassification": "GPT2ForSequenceClassification"}
 
 
+def conv1d_layers(model):
+    """(HF key prefix, Conv1D) of every block's projections: `transformer.h.0.attn.c_attn`, ..."""
+    for i, block in enumerate(model.transformer.h):
+        for name, layer in (("attn.c_attn", block.attn.c_attn), ("attn.c_proj", block.attn.c_proj),
+                            ("mlp.c_fc", block.mlp.c_fc), ("mlp.c_proj", block.mlp.c_proj)):
+            yield f"transformer.h.{i}.{name}", layer
+
+
+def large_variables(model):
+    """The Conv1D weight blocks and the wte table: the weights whose bytes grow with the model."""
+    return [k for _, layer in conv1d_layers(model) for k in layer.kernels] + [model.transformer.wte.embeddings]
+
+
 def model_weights(model):
     """HF key -> (Keras variable, transposed?) for every weight of `model`."""
     t = model.transformer
@@ -43,10 +56,9 @@ def model_weights(model):
         for name, norm in (("ln_1", block.ln_1), ("ln_2", block.ln_2)):
             out[p + name + ".weight"] = (norm.gamma, False)
             out[p + name + ".bias"] = (norm.beta, False)
-        for name, dense in (("attn.c_attn", block.attn.c_attn), ("attn.c_proj", block.attn.c_proj),
-                            ("mlp.c_fc", block.mlp.c_fc), ("mlp.c_proj", block.mlp.c_proj)):
-            out[p + name + ".weight"] = (dense.hf_kernel, False)
-            out[p + name + ".bias"] = (dense.bias, False)
+    for prefix, dense in conv1d_layers(model):
+        out[prefix + ".weight"] = (dense.hf_kernel, False)
+        out[prefix + ".bias"] = (dense.bias, False)
     out.update(model.head_weights())
     return out
 

@@ -41,15 +41,16 @@ def weights_of(model, table):
     """The inputs of a bound graph of `model`: per layer the FULLY_CONNECTED weights as the export graph
     reads them (c_attn / c_fc per weight block, c_proj merged: see Attention.call / MLP.call), then the
     embedding: `table` "float" (wte, read by the lookup and the head) or "int8" (rows, scales, head)."""
+    from tfgpt2.weights import conv1d_layers
+
     out = []
-    for i, block in enumerate(model.transformer.h):
-        for path, layer, merged in (("attn.c_attn", block.attn.c_attn, False), ("attn.c_proj", block.attn.c_proj, True),
-                                    ("mlp.c_fc", block.mlp.c_fc, False), ("mlp.c_proj", block.mlp.c_proj, True)):
-            fan_in, n = int(layer.kernels[0].shape[1]), 1 if merged else layer.num_blocks
-            rows = layer.units // n
-            for j in range(n):
-                out.append(Weight(f"w_h{i}_{path.replace('.', '_')}_{j}", f"transformer.h.{i}.{path}.weight", "fc",
-                                  (rows, fan_in), (j * rows, (j + 1) * rows)))
+    for prefix, layer in conv1d_layers(model):
+        merged = prefix.endswith("c_proj")
+        fan_in, n = int(layer.kernels[0].shape[1]), 1 if merged else layer.num_blocks
+        rows = layer.units // n
+        name = prefix[len("transformer.h."):].replace(".", "_")  # 0_attn_c_attn
+        for j in range(n):
+            out.append(Weight(f"w_h{name}_{j}", prefix + ".weight", "fc", (rows, fan_in), (j * rows, (j + 1) * rows)))
     shape = (model.config.vocab_size, model.config.n_embd)
     key = "transformer.wte.weight"
     if table == "float":
@@ -63,14 +64,18 @@ class WeightInputs:
     `reading(tensors)` around the traced call, `table` for the Decoder (lookup and tied head)."""
 
     def __init__(self, model, table="float"):
+        from tfgpt2.weights import conv1d_layers, large_variables
+
         self.model, self.kind = model, table
         self.weights = weights_of(model, table)
         self.table = InputTable(table)
-        t = model.transformer
-        self._layers = [(b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj) for b in t.h]
-        self._large = {id(v) for layers in self._layers for layer in layers for v in layer.kernels}
-        self._large.add(id(t.wte.embeddings))
-        self._small = [(v, v.numpy()) for v in model.variables if id(v) not in self._large]  # read as constants
+        names = {}
+        for w in self.weights:
+            if w.role == "fc":
+                names.setdefault(w.key, []).append(w.name)
+        self._kernels = [(layer, names[prefix + ".weight"]) for prefix, layer in conv1d_layers(model)]
+        large = {id(v) for v in large_variables(model)}
+        self._small = [(v, v.numpy()) for v in model.variables if id(v) not in large]  # read as constants
 
     def specs(self):
         import tensorflow as tf
@@ -88,27 +93,18 @@ class WeightInputs:
         @contextlib.contextmanager
         def scope():
             named = dict(zip((w.name for w in self.weights), tensors))
-            fcs = iter(w for w in self.weights if w.role == "fc")
             try:
-                for layers in self._layers:
-                    for layer in layers:
-                        first = next(fcs)
-                        group = [named[first.name]] + [named[next(fcs).name] for _ in range(self._count(first) - 1)]
-                        layer.export_kernels = group
+                for layer, names in self._kernels:
+                    layer.export_kernels = [named[n] for n in names]
                 self.table.tensors = {w.role: named[w.name] for w in self.weights if w.role != "fc"}
                 with keras.StatelessScope(state_mapping=[(v, tf.constant(x)) for v, x in self._small]):
                     yield
             finally:
-                for layers in self._layers:
-                    for layer in layers:
-                        layer.export_kernels = None
+                for layer, _ in self._kernels:
+                    layer.export_kernels = None
                 self.table.tensors = None
 
         return scope()
-
-    def _count(self, first):
-        """How many inputs the layer of `first` has (its weight blocks, or 1 when merged)."""
-        return sum(1 for w in self.weights if w.key == first.key)
 
 
 class InputTable:
@@ -143,7 +139,7 @@ def stand_in(src):
     from tfgpt2.export.source import source_config, weight_state
     from tfgpt2.layers import HFKernel
     from tfgpt2.lazy_weights import uninitialized_variables
-    from tfgpt2.weights import model_weights
+    from tfgpt2.weights import large_variables, model_weights
 
     with uninitialized_variables() as pending:
         model = TFGPT2LMHeadModel(source_config(src))
@@ -155,8 +151,7 @@ def stand_in(src):
         value = state[key]
         variable.assign((value.T if transpose else value).astype("float32"))
         assigned.append(variable)
-    large = WeightInputs(model)._large
-    pending.initialize(skip=[v for v in model.variables if id(v) in large] + assigned)
+    pending.initialize(skip=large_variables(model) + assigned)
     return model
 
 

@@ -220,17 +220,15 @@ def build_from_checkpoint(src, export_dir, group_bytes=64 << 20, **build_args):
 def _checkpoint_values(model, state):
     """{id(tf.Variable): () -> value}: the large weights read from the checkpoint `state` (Conv1D blocks
     as (out / blocks, in), wte), every other variable its own value."""
+    from tfgpt2.weights import conv1d_layers
+
     values = {id(v.value): (lambda v=v: v.numpy()) for v in model.variables}
-    t = model.transformer
-    values[id(t.wte.embeddings.value)] = lambda: state["transformer.wte.weight"]
-    for i, block in enumerate(t.h):
-        for path, layer in (("attn.c_attn", block.attn.c_attn), ("attn.c_proj", block.attn.c_proj),
-                            ("mlp.c_fc", block.mlp.c_fc), ("mlp.c_proj", block.mlp.c_proj)):
-            rows = layer.units // len(layer.kernels)
-            for j, kernel in enumerate(layer.kernels):
-                key = f"transformer.h.{i}.{path}.weight"  # (in, out)
-                values[id(kernel.value)] = lambda key=key, j=j, rows=rows: np.ascontiguousarray(
-                    state[key][:, j * rows:(j + 1) * rows].T)
+    values[id(model.transformer.wte.embeddings.value)] = lambda: state["transformer.wte.weight"]
+    for prefix, layer in conv1d_layers(model):
+        rows = layer.units // len(layer.kernels)
+        for j, kernel in enumerate(layer.kernels):  # the checkpoint's weight is (in, out)
+            values[id(kernel.value)] = lambda key=prefix + ".weight", j=j, rows=rows: np.ascontiguousarray(
+                state[key][:, j * rows:(j + 1) * rows].T)
     return values
 
 
