@@ -68,6 +68,13 @@ class SafetensorsState:
         with safe_open(self._where[key], framework="numpy") as f:
             return np.asarray(f.get_tensor(key), np.float32)
 
+    def read_slice(self, key, index):
+        """`self[key][index]` reading only those elements (`index`: a tuple of slices)."""
+        from safetensors import safe_open
+
+        with safe_open(self._where[key], framework="numpy") as f:
+            return np.asarray(f.get_slice(key)[index], np.float32)
+
 
 class RenamedState:
     """A state dict seen under other keys (`names`: new key -> the state's key), read on access."""
@@ -87,10 +94,20 @@ class RenamedState:
     def shape(self, key):
         return shape_of(self._state, self._names[key])
 
+    def read_slice(self, key, index):
+        return read_slice(self._state, self._names[key], index)
+
 
 def shape_of(state, key):
     """A state-dict entry's shape without reading it when the state is lazy."""
     return state.shape(key) if hasattr(state, "shape") else tuple(state[key].shape)
+
+
+def read_slice(state, key, index):
+    """`state[key][index]` as float32, reading only that part when the state is lazy."""
+    if hasattr(state, "read_slice"):
+        return state.read_slice(key, index)
+    return np.asarray(state[key][index], np.float32)
 
 
 class PendingInitializers:

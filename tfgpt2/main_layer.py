@@ -9,6 +9,7 @@ from tfgpt2 import cache as kv_cache
 from tfgpt2.cache import KVCache
 from tfgpt2.errors import GPT2InputError
 from tfgpt2.layers import Block, int8_embedding_logits
+from tfgpt2.shared_block import SharedBlock
 
 
 class TFGPT2MainLayer(keras.layers.Layer):
@@ -28,6 +29,7 @@ class TFGPT2MainLayer(keras.layers.Layer):
         self.drop = keras.layers.Dropout(config.embd_pdrop)
         self.h = [Block(config, i, name=f"h.{i}") for i in range(config.n_layer)]
         self.ln_f = keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon, name="ln_f")
+        self._shared_block = SharedBlock(self.h)
 
     def build(self, input_shape=None):
         hidden = (None, None, self.config.n_embd)
@@ -76,11 +78,14 @@ class TFGPT2MainLayer(keras.layers.Layer):
 
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
              position_ids=None, head_mask=None, inputs_embeds=None, use_cache=False, output_attentions=False,
-             output_hidden_states=False, training=False, lookup=None, merged_projections=False, grow_cache=True):
+             output_hidden_states=False, training=False, lookup=None, merged_projections=False, grow_cache=True,
+             shared_blocks=False):
         """HF semantics: positions default to `past_len + arange(T)`; `attention_mask` covers the new
         tokens or past + new; no mask attends to every token; a cache without room grows (as HF's do).
         `lookup` and `merged_projections` shape exported graphs (see embed and Conv1D.call);
-        `grow_cache=False` keeps the cache's shape (decode loops allocate all the room they use).
+        `grow_cache=False` keeps the cache's shape (decode loops allocate all the room they use);
+        `shared_blocks` runs the blocks as calls of one traced function (SharedBlock; graphs with many
+        forward passes, the SavedModel) where the config allows it.
         """
         if inputs_embeds is not None:
             batch, length = tf.shape(inputs_embeds)[0], tf.shape(inputs_embeds)[1]
@@ -104,12 +109,16 @@ class TFGPT2MainLayer(keras.layers.Layer):
 
         x = self.drop(self.embed(input_ids, position_ids, token_type_ids, lookup, inputs_embeds), training=training)
         hidden_states, attentions, new_layers = [], [], []
-        for i, block in enumerate(self.h):
+        if shared_blocks and SharedBlock.applies(self.config) and not tf.executing_eagerly():
+            run = self._shared_block
+        else:
+            run = lambda i, *args, **kwargs: self.h[i](*args, **kwargs)  # noqa: E731
+        for i in range(len(self.h)):
             if output_hidden_states:
                 hidden_states.append(x)
             layer_cache = None if past is None else past.layers[i]
-            x, layer_cache, probs = block(x, bias, layer_cache=layer_cache, index=index, training=training,
-                                          merged=merged_projections, head_mask=head_mask[i])
+            x, layer_cache, probs = run(i, x, bias, layer_cache=layer_cache, index=index, training=training,
+                                        merged=merged_projections, head_mask=head_mask[i])
             new_layers.append(layer_cache)
             if output_attentions:
                 attentions.append(probs)

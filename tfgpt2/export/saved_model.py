@@ -58,15 +58,16 @@ class GPT2Serving(tf.Module):
         self.weights = [v.value for v in model.variables]
         self.cfg = model.config
         self.cap = min(max_new_tokens_cap, self.cfg.n_positions - 1)
-        self.decoder = Decoder(model)
+        self.decoder = Decoder(model, shared_blocks=True)  # one traced block for every loop (shared_block.py)
         if not signatures:  # a subclass serving its own signatures (text_serving) traces none of these
             return
         self.serving_default = _function(self._logits, input_signature=[IDS, MASK])
         generate_inputs = [IDS, MASK] + [SETTING(dtype, name) for name, dtype in GENERATE_SETTINGS.items()]
         self.generate = _function(self._generate, input_signature=generate_inputs)
         # the same checks outside XLA (it drops Assert ops), the loops compiled inside
-        self._compiled_loops = _function(lambda ids, mask, params: self._loops(ids, mask, params, screen=True),
-                                         jit_compile=True)
+        # in a dict, not a tf.function attribute, which tf.saved_model.save would find, serialize and trace
+        # a second time for it, though only generate_xla calls it
+        object.__setattr__(self, "_inner", {"compiled_loops": _function(self._compiled, jit_compile=True)})
         self.generate_xla = _function(functools.partial(self._generate, compiled=True),
                                       input_signature=generate_inputs)
         self.prefill = _function(self._prefill, input_signature=[IDS, MASK, SCALAR_I("max_new_tokens")])
@@ -87,13 +88,19 @@ class GPT2Serving(tf.Module):
                 tf.debugging.assert_less_equal(tf.shape(ids)[1] + extra_tokens, cfg.n_positions,
                                                message=f"prompt + max_new_tokens must be <= {cfg.n_positions}")]
 
+    def _weights_read_once(self):
+        """Every weight read once per request, not once per step inside a loop nor once per forward pass:
+        the model's variables map to one read each (keras.StatelessScope), which SharedBlock then passes on."""
+        return keras.StatelessScope(state_mapping=[(v, tf.convert_to_tensor(v.value)) for v in self.model.variables])
+
     # ------------------------------------------------------------ signatures
     def _logits(self, input_ids, attention_mask):
-        with tf.control_dependencies(self._check(input_ids)):
+        with tf.control_dependencies(self._check(input_ids)), self._weights_read_once():
             mask = tf.cast(attention_mask > 0, tf.int32)
             positions = kv_cache.new_positions(tf.zeros_like(mask), mask)  # left padding is inert, as in generate
-            out = self.model(input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
-            return {"logits": out.logits}
+            transformer = self.model.transformer
+            hidden = transformer(input_ids, attention_mask=mask, position_ids=positions, shared_blocks=True)[0]
+            return {"logits": transformer.lm_logits(hidden)}  # (B, T, V)
 
     def _generate(self, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p,
                   repetition_penalty, seed, eos_token_id, compiled=False):
@@ -123,13 +130,15 @@ class GPT2Serving(tf.Module):
             params = dict(rows, max_new_tokens=tf.identity(max_new_tokens), min_new_tokens=0,
                           eos_token_id=eos[:, None], pad_token_id=tf.maximum(eos, 0), noise_rows=noise_rows)
             if compiled:
-                tokens, lengths = self._compiled_loops(input_ids, attention_mask, params)
+                tokens, lengths = self._inner["compiled_loops"](input_ids, attention_mask, params)
             else:
-                # every weight read once per request, not once per step inside the loop
-                values = [(v, tf.identity(v.value)) for v in self.model.variables]
-                with keras.StatelessScope(state_mapping=values):
+                with self._weights_read_once():
                     tokens, lengths = self._loops(input_ids, attention_mask, params, screen=False)
         return {"sequences": tokens[:, :tf.reduce_max(max_new_tokens)], "num_generated": lengths}
+
+    def _compiled(self, input_ids, attention_mask, params):
+        with self._weights_read_once():
+            return self._loops(input_ids, attention_mask, params, screen=True)
 
     def _loops(self, input_ids, attention_mask, params, screen):
         """The decode loop a request needs, chosen at run time: plain greedy skips the sampling machinery,
@@ -150,7 +159,7 @@ class GPT2Serving(tf.Module):
         return tf.cond(greedy, greedy_loop, lambda: loop(dynamic=True))
 
     def _prefill(self, input_ids, attention_mask, max_new_tokens):
-        with tf.control_dependencies(self._check(input_ids, max_new_tokens)):
+        with tf.control_dependencies(self._check(input_ids, max_new_tokens)), self._weights_read_once():
             capacity = tf.shape(input_ids)[1] + max_new_tokens
             cache = self.decoder.empty_cache(tf.shape(input_ids)[0], capacity)
             logits, cache = self.decoder.prefill(input_ids, attention_mask, cache)
@@ -159,7 +168,7 @@ class GPT2Serving(tf.Module):
     def _decode(self, token_ids, key_values, cache_mask, cache_index):
         checks = [tf.debugging.assert_non_negative(token_ids), tf.debugging.assert_less(token_ids, self.cfg.vocab_size),
                   tf.debugging.assert_less(cache_index, tf.shape(cache_mask)[1], message="the cache is full")]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(checks), self._weights_read_once():
             cache = KVCache(tuple(tf.unstack(key_values)), cache_mask, cache_index)
             logits, cache = self.decoder.step(token_ids, cache)
         return self._cache_out(logits, cache)
@@ -183,7 +192,8 @@ def build_from_checkpoint(src, export_dir, group_bytes=64 << 20, **build_args):
     """build() for an HF checkpoint without ever holding its weights: the module is traced and saved from a
     stand-in whose large variables were never written (bound.stand_in; the saved checkpoint holds zeros for
     them), then the checkpoint is written again from `src`, `group_bytes` of tensors at a time, each group a
-    shard that TF's MergeV2Checkpoints joins into variables/variables (what every TF loader reads)."""
+    shard that TF's MergeV2Checkpoints joins into variables/variables (what every TF loader reads). A tensor
+    larger than a group (the embedding) is written as row slices, which every TF loader reads back whole."""
     from tfgpt2.export import bound
     from tfgpt2.export.source import weight_state
 
@@ -192,23 +202,19 @@ def build_from_checkpoint(src, export_dir, group_bytes=64 << 20, **build_args):
     values = _checkpoint_values(model, weight_state(src))
     prefix = os.path.join(export_dir, "variables", "variables")
     reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
     groups, size = [[]], 0
-    for name in sorted(shapes):
-        size += 4 * int(np.prod(shapes[name]))
+    for entry in _checkpoint_entries(module, reader, values, group_bytes):
+        size += entry[3]
         if size > group_bytes and groups[-1]:
             groups.append([])
-            size = 4 * int(np.prod(shapes[name]))
-        groups[-1].append(name)
+            size = entry[3]
+        groups[-1].append(entry)
     parts = os.path.join(export_dir, "variables", ".parts")
     prefixes = []
-    for g, names in enumerate(groups):
-        tensors = [tf.constant(reader.get_tensor(n)) if n == "_CHECKPOINTABLE_OBJECT_GRAPH"
-                   else values[id(_variable(module, n))]() for n in names]
+    for g, entries in enumerate(groups):
         prefixes.append(os.path.join(parts, f"part_{g}"))
-        tf.raw_ops.SaveV2(prefix=prefixes[-1], tensor_names=names, shape_and_slices=[""] * len(names),
-                          tensors=tensors)
-        del tensors
+        tf.raw_ops.SaveV2(prefix=prefixes[-1], tensor_names=[e[0] for e in entries],
+                          shape_and_slices=[e[1] for e in entries], tensors=[e[2]() for e in entries])
     for name in os.listdir(os.path.dirname(prefix)):
         if name.startswith("variables."):
             os.remove(os.path.join(os.path.dirname(prefix), name))
@@ -217,18 +223,40 @@ def build_from_checkpoint(src, export_dir, group_bytes=64 << 20, **build_args):
     return model
 
 
+def _checkpoint_entries(module, reader, values, group_bytes):
+    """(name, shape_and_slice, () -> value, bytes) for SaveV2: every tensor of the saved checkpoint, those
+    over `group_bytes` as row slices ("d0 d1 start,length:-")."""
+    for name, shape in sorted(reader.get_variable_to_shape_map().items()):
+        if name == "_CHECKPOINTABLE_OBJECT_GRAPH":
+            yield name, "", lambda name=name: tf.constant(reader.get_tensor(name)), 0
+            continue
+        read, row_bytes = values[id(_variable(module, name))], 4 * int(np.prod(shape[1:]))
+        if not shape or row_bytes * shape[0] <= group_bytes:
+            yield name, "", lambda read=read: read(slice(None)), row_bytes * (shape[0] if shape else 1)
+            continue
+        step = max(1, group_bytes // row_bytes)
+        for first in range(0, shape[0], step):
+            rows = slice(first, min(first + step, shape[0]))
+            spec = " ".join(map(str, shape)) + f" {first},{rows.stop - first}" + ":-" * (len(shape) - 1)
+            yield name, spec, lambda read=read, rows=rows: read(rows), row_bytes * (rows.stop - first)
+
+
 def _checkpoint_values(model, state):
-    """{id(tf.Variable): () -> value}: the large weights read from the checkpoint `state` (Conv1D blocks
-    as (out / blocks, in), wte), every other variable its own value."""
+    """{id(tf.Variable): rows (a slice) -> those rows of its value}: the large weights read from the
+    checkpoint `state` (Conv1D blocks as (out / blocks, in), wte), every other variable its own value."""
+    from tfgpt2.lazy_weights import read_slice
     from tfgpt2.weights import conv1d_layers
 
-    values = {id(v.value): (lambda v=v: v.numpy()) for v in model.variables}
-    values[id(model.transformer.wte.embeddings.value)] = lambda: state["transformer.wte.weight"]
+    values = {id(v.value): (lambda rows, v=v: v.numpy()[rows]) for v in model.variables}
+    values[id(model.transformer.wte.embeddings.value)] = lambda rows: read_slice(state, "transformer.wte.weight",
+                                                                                 (rows,))
     for prefix, layer in conv1d_layers(model):
-        rows = layer.units // len(layer.kernels)
+        size = layer.units // len(layer.kernels)
         for j, kernel in enumerate(layer.kernels):  # the checkpoint's weight is (in, out)
-            values[id(kernel.value)] = lambda key=prefix + ".weight", j=j, rows=rows: np.ascontiguousarray(
-                state[key][:, j * rows:(j + 1) * rows].T)
+            def read(rows, key=prefix + ".weight", first=j * size, size=size):
+                columns = slice(first + (rows.start or 0), first + (size if rows.stop is None else rows.stop))
+                return np.ascontiguousarray(read_slice(state, key, (slice(None), columns)).T)
+            values[id(kernel.value)] = read
     return values
 
 

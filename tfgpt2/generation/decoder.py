@@ -20,15 +20,16 @@ class Decoder:
 
     Exported graphs choose how the weights are read: `table` (an object with `lookup(ids)` and
     `logits(hidden)`, e.g. export/bound.InputTable) replaces the wte embedding and the tied head, and
-    `merged_projections` is passed to every transformer call.
+    `merged_projections` and `shared_blocks` (see TFGPT2MainLayer.call) are passed to every transformer call.
     """
 
-    def __init__(self, model, table=None, merged_projections=False):
+    def __init__(self, model, table=None, merged_projections=False, shared_blocks=False):
         self.transformer = model.transformer
         self.cfg = model.config
         self.lm_logits = table.logits if table is not None else self.transformer.lm_logits
         self.lookup = table.lookup if table is not None else None  # None: the wte embedding
         self.merged_projections = merged_projections
+        self.shared_blocks = shared_blocks
         self.traces = 0  # how many times a generation graph was traced (tests read it)
         self._loops = {}
         self._steps = {}
@@ -47,7 +48,7 @@ class Decoder:
         positions = kv_cache.new_positions(cache.mask, mask)  # (B, T)
         hidden, cache, _, _ = self.transformer(ids, attention_mask=mask, past_key_values=cache, position_ids=positions,
                                                lookup=self.lookup, merged_projections=self.merged_projections,
-                                               grow_cache=False)
+                                               grow_cache=False, shared_blocks=self.shared_blocks)
         return (self.lm_logits(hidden[:, -1]) if head is None else head.project(hidden)), cache
 
     def pick(self, head, context, carried, seen, history, done, misses, i, params):
