@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["tfgpt2.config", "tfgpt2.cache", "tfgpt2.outputs", "tfgpt2.tokenizer", "tfgpt2.modeling",
            "tfgpt2.text_graph", "tfgpt2.generation.screen", "tfgpt2.generation.decode_config",
-           "tfgpt2.generation.generation_config", "tfgpt2.pretrained"]
+           "tfgpt2.generation.generation_config", "tfgpt2.pretrained", "tfgpt2.distribute"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -143,7 +143,8 @@ def test_mixed_bfloat16_attention_scaling():
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_first_step_loss_matches_single_device():
+def test_mirrored_strategy_step_losses_match_single_device():
+    """Per-step loss ("step_loss", averaged over the replicas) over 2 epochs of a repeated dataset."""
     code = textwrap.dedent("""
         import numpy as np, tensorflow as tf, keras
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -151,21 +152,29 @@ def test_mirrored_strategy_first_step_loss_matches_single_device():
         from tfgpt2 import GPT2Config, TFGPT2LMHeadModel
         cfg = GPT2Config(vocab_size=70, n_embd=32, n_layer=2, n_head=4, n_positions=32,
                          resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-        ids = np.random.default_rng(0).integers(0, 70, (8, 16)).astype("int32")
-        ds = tf.data.Dataset.from_tensor_slices({"input_ids": ids}).batch(8)
-        def first_loss(strategy):
+        ids = np.random.default_rng(0).integers(0, 70, (32, 16)).astype("int32")
+        ds = tf.data.Dataset.from_tensor_slices({"input_ids": ids}).batch(8).repeat()
+        class Steps(keras.callbacks.Callback):
+            losses = []
+            def on_train_batch_end(self, batch, logs=None):
+                self.losses.append(float(logs["step_loss"]))
+        def step_losses(strategy):
             keras.utils.set_random_seed(0)
+            Steps.losses = []
             with strategy.scope():
                 model = TFGPT2LMHeadModel(cfg)
                 model.compile(optimizer="adamw")
-            return model.fit(ds, epochs=1, verbose=0).history["loss"][0]
+                model.fit(ds, epochs=2, steps_per_epoch=2, verbose=0, callbacks=[Steps()])
+            return list(Steps.losses)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        print(mirrored.num_replicas_in_sync, first_loss(tf.distribute.get_strategy()), first_loss(mirrored))
+        print(mirrored.num_replicas_in_sync, step_losses(tf.distribute.get_strategy()), step_losses(mirrored),
+              sep="|")
     """)
-    replicas, single, mirrored = run_python(code).split()[-3:]
-    print(f"first-step loss: single device {single}, MirroredStrategy x{replicas} {mirrored}")
-    assert int(replicas) == 2
-    assert abs(float(single) - float(mirrored)) <= 1e-5, (single, mirrored)
+    replicas, single, mirrored = run_python(code).strip().splitlines()[-1].split("|")
+    single, mirrored = eval(single), eval(mirrored)
+    print(f"per-step loss: single device {single}, MirroredStrategy x{replicas} {mirrored}")
+    assert int(replicas) == 2 and len(single) == len(mirrored) == 4
+    assert max(abs(a - b) for a, b in zip(single, mirrored)) <= 1e-5, (single, mirrored)
 
 
 def test_random_init_draws_every_weight_independently():

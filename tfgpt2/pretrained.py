@@ -1,6 +1,7 @@
 """TFGPT2PreTrainedModel: what every model class shares — HF call forms, HF methods, weight I/O."""
 
 import re
+import threading
 
 import keras
 import numpy as np
@@ -34,6 +35,19 @@ def _selected(layer, filters):
 def _is_value(x):
     """A list holding one of these is HF's positional input list, not nested token ids."""
     return x is None or tf.is_tensor(x) or isinstance(x, (np.ndarray, keras.KerasTensor, KVCache))
+
+
+# the loss compute_loss last built, per thread: MirroredStrategy traces each replica's step in its own thread
+_STEP = threading.local()
+
+
+def _reducible(logs):
+    """A step's logs as Keras can average them over workers: across a MultiWorkerMirroredStrategy
+    cluster it reduces every value along axis 0, which a scalar doesn't have, so scalars go as (1,)."""
+    strategy = tf.distribute.get_strategy()
+    if not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return logs
+    return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
 
 
 class TFGPT2PreTrainedModel(keras.Model):
@@ -261,13 +275,16 @@ class TFGPT2PreTrainedModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Keras hook: the compiled loss on `logits` if one was given, else the internal HF loss."""
         if getattr(self, "_compile_loss", None) is not None:
-            return super().compute_loss(x, y, y_pred["logits"], sample_weight, training)
+            loss = super().compute_loss(x, y, y_pred["logits"], sample_weight, training)
+            _STEP.loss = keras_loss.unscale_loss_for_distribution(loss)
+            return loss
         if sample_weight is not None:
             raise GPT2InputError("sample_weight is not used by the internal loss; mask tokens with "
                                  "labels=-100 (or attention_mask) instead.")
         loss = self._internal_loss(x, y, y_pred)
         for extra in self.losses:
             loss = loss + tf.cast(extra, loss.dtype)
+        _STEP.loss = loss  # this step's, for train_step's logs
         return keras_loss.scale_loss_for_distribution(loss)
 
     def _internal_loss(self, x, y, y_pred):
@@ -276,12 +293,23 @@ class TFGPT2PreTrainedModel(keras.Model):
     def train_step(self, data):
         if not self.config.return_dict:  # fit reads outputs by name
             raise GPT2InputError("fit needs config.return_dict=True (outputs are read by name).")
-        return super().train_step(data)
+        logs = super().train_step(data)
+        # "loss" is Keras' running mean over the epoch; "step_loss" this step's own (averaged over replicas)
+        return _reducible({**logs, "step_loss": _STEP.loss})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras builds a model created in a strategy scope from the first batch of the training data,
+        averaged over the replicas, which under MultiWorkerMirroredStrategy fails for a dict batch
+        ({"input_ids": ...}); the dataset's element spec builds the same variables without a batch."""
+        adapter = getattr(iterator, "data_adapter", None)
+        if data_batch is None and adapter is not None and hasattr(adapter, "get_tf_dataset"):
+            data_batch, iterator = adapter.get_tf_dataset().element_spec, None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def test_step(self, data):
         self._in_keras_step = True  # read while evaluate traces the step
         try:
-            return super().test_step(data)
+            return _reducible(super().test_step(data))
         finally:
             self._in_keras_step = False
 

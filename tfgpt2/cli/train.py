@@ -2,7 +2,9 @@
 
 Progress bar (Keras), held-out perplexity after every epoch, checkpoints you can resume from
 (keras.callbacks.BackupAndRestore: weights, optimizer and step), the model saved in HF format
-(config.json + model.safetensors + tokenizer files) and a loss curve PNG.
+(config.json + model.safetensors + tokenizer files) and a loss curve PNG. `--strategy` trains on
+several devices or machines (tfgpt2.distribute): with TF_CONFIG set, every worker runs the same
+command and the chief alone prints progress and writes OUT.
 """
 
 import json
@@ -13,6 +15,7 @@ import time
 import numpy as np
 
 from tfgpt2.cli.common import add_recipe_arguments, recipe_from, tokenizer_for
+from tfgpt2.distribute import STRATEGIES
 
 HELP = "fine-tune or pretrain on text: progress, eval perplexity, checkpoints/resume, loss.png"
 
@@ -27,6 +30,10 @@ def add_arguments(p):
     p.add_argument("--eval-fraction", type=float, default=0.05, help="share of blocks held out for perplexity")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: per epoch)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="auto: several workers when TF_CONFIG names a cluster, all GPUs when there are several; "
+                        "mirrored: this machine's devices; multiworker: the TF_CONFIG cluster (OUT on storage "
+                        "every worker sees)")
 
 
 def check(args):
@@ -44,11 +51,19 @@ def check(args):
 
 
 def run(args):
-    import keras
-
-    from tfgpt2 import GPT2Tokenizer, TFGPT2LMHeadModel, training
+    from tfgpt2 import distribute
 
     recipe = check(args)
+    strategy = distribute.strategy_from(args.strategy)  # first: collectives are set up before other TF work
+    distribute.check_batch(strategy, args.batch_size)
+    with strategy.scope():
+        _train(args, recipe, strategy, chief=distribute.is_chief(strategy))
+
+
+def _train(args, recipe, strategy, chief):
+    from tfgpt2 import GPT2Tokenizer, TFGPT2LMHeadModel, distribute, training
+
+    say = print if chief else (lambda *a, **k: None)
     texts = training.builtin_texts() if args.builtin_data else training.read_texts(args.data)
     if args.model:
         model, tok = TFGPT2LMHeadModel.from_pretrained(args.model), tokenizer_for(args.model)
@@ -61,16 +76,16 @@ def run(args):
     if len(train) < args.batch_size:
         raise ValueError(f"only {len(train)} training blocks of {args.seq_len} tokens for batch size "
                          f"{args.batch_size}: pass more text or lower --batch-size/--seq-len")
-    print(f"tfgpt2 train: {model.count_params() / 1e6:.1f}M parameters, {train.size / 1e3:.0f}k training tokens, "
-          f"{held_out.size / 1e3:.0f}k held out; {args.steps} steps in {args.epochs} epochs")
+    workers = f" on {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
+    say(f"tfgpt2 train: {model.count_params() / 1e6:.1f}M parameters, {train.size / 1e3:.0f}k training tokens, "
+        f"{held_out.size / 1e3:.0f}k held out; {args.steps} steps in {args.epochs} epochs{workers}")
     history = {"step_loss": [], "eval": []}
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(args.out, "checkpoints"),
-                                         save_freq=args.checkpoint_every or "epoch", delete_checkpoint=False),
-        _recorder(model, held_out, history),
-    ]
+    callbacks = [distribute.backup(strategy, os.path.join(args.out, "checkpoints"), args.checkpoint_every or "epoch"),
+                 _recorder(model, held_out, history, args.steps // args.epochs, chief)]
     start = time.time()
-    recipe.fit(model, train, callbacks=callbacks)
+    recipe.fit(model, train, callbacks=callbacks, verbose=1 if chief else 0)
+    if not chief:
+        return
     model.save_pretrained(args.out)
     tok.save_pretrained(args.out)
     plot_loss(history, os.path.join(args.out, "loss.png"))
@@ -81,8 +96,8 @@ def run(args):
           f"saved {args.out} (HF format) and {os.path.join(args.out, 'loss.png')}")
 
 
-def _recorder(model, held_out, history):
-    """A Keras callback recording per-step training loss and per-epoch held-out perplexity."""
+def _recorder(model, held_out, history, steps_per_epoch, chief=True):
+    """A Keras callback recording per-step training loss and per-epoch held-out perplexity (on the chief)."""
     import keras
 
     from tfgpt2 import training
@@ -90,12 +105,17 @@ def _recorder(model, held_out, history):
     class Recorder(keras.callbacks.Callback):
         step = 0
 
+        def on_epoch_begin(self, epoch, logs=None):
+            self.step = epoch * steps_per_epoch  # a resumed run starts past the restored epochs
+
         def on_train_batch_end(self, batch, logs=None):
             self.step += 1
-            if logs and "loss" in logs:
-                history["step_loss"].append(float(logs["loss"]))
+            if logs and "step_loss" in logs:
+                history["step_loss"].append(float(logs["step_loss"]))
 
         def on_epoch_end(self, epoch, logs=None):
+            if not chief:
+                return
             ppl = training.perplexity(model, held_out)
             history["eval"].append({"epoch": epoch + 1, "step": self.step, "perplexity": ppl})
             print(f"\nepoch {epoch + 1}: held-out perplexity {ppl:.1f}" + ("" if math.isfinite(ppl) else " (diverged)"))
