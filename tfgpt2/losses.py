@@ -14,12 +14,16 @@ def labels_from_inputs(input_ids, attention_mask=None):
 
 
 def lm_loss(logits, labels):
-    """Next-token cross-entropy: logits (..., T, V) vs labels (..., T) shifted by one."""
-    logits = tf.cast(logits[..., :-1, :], tf.float32)  # (..., T-1, V)
-    labels = tf.cast(labels[..., 1:], tf.int32)  # (..., T-1)
-    valid = tf.not_equal(labels, IGNORE_INDEX)
+    """Next-token cross-entropy: logits (..., T, V) vs labels (..., T) shifted by one.
+
+    The labels move, not the logits: position t is scored against label t + 1 and the last position
+    against nothing, so no (..., T - 1, V) copy of the logits is made (nor its padded gradient)."""
+    logits = tf.cast(logits, tf.float32)  # (..., T, V)
+    labels = tf.cast(labels, tf.int32)
+    targets = tf.concat([labels[..., 1:], tf.fill(tf.shape(labels[..., :1]), IGNORE_INDEX)], -1)  # (..., T)
+    valid = tf.not_equal(targets, IGNORE_INDEX)
     per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.where(valid, labels, 0), logits=logits)
+        labels=tf.where(valid, targets, 0), logits=logits)
     per_token = tf.where(valid, per_token, 0.0)
     count = tf.reduce_sum(tf.cast(valid, tf.float32))
     return tf.math.divide_no_nan(tf.reduce_sum(per_token), count)
