@@ -264,3 +264,22 @@ def test_default_flags_export_and_verify_any_checkpoint(tmp_path, capsys, n_posi
     assert inside or "outside the vocabulary" in out
     code, out, err = cli(capsys, "verify", str(tmp_path / "exp"))
     assert code == 0 and "ok" in out, err
+
+
+def test_runtime_check_skipped_where_litert_would_not_fit(exported, monkeypatch, tmp_path):
+    """A machine without the memory LiteRT needs for a file (XNNPack packs its weights once per signature)
+    keeps the export: the check says why it didn't run instead of the kernel killing the export."""
+    _, out, report = exported
+    path = str(out / "gpt2_int8.tflite")
+    assert verify.lite_memory_shortfall(path) is None  # this machine has room for a tiny file
+    monkeypatch.setattr(verify, "available_memory", lambda: 1000)
+    entry = {"format": "tflite", "recipe": "int8", "bytes": os.path.getsize(path), "seconds": 1.0,
+             "peak_rss_gb": 1.0}
+    pipeline.measure(None, None, path, entry, None, 8)  # no held-out text: the config and model go unread
+    assert "decode_tok_s" not in entry and "tfgpt2 verify" in entry["runtime_check"]
+    assert entry["signatures"] == json.loads((out / "model.json").read_text())["models"]["gpt2_int8.tflite"][
+        "signatures"]
+    from tfgpt2.export import report as export_report
+
+    export_report.write(str(tmp_path), {**report, "files": {"gpt2_int8.tflite": entry}})
+    assert "gpt2_int8.tflite: not run in LiteRT here" in (tmp_path / "report.md").read_text()

@@ -183,6 +183,8 @@ def export(src, out, quantize=None, overwrite=False, max_seq_len=None, prefill_l
         GPT2Tokenizer().save_pretrained(os.path.join(tmp, "tokenizer"))
         for name, entry in files.items():
             measure(config, reference, os.path.join(tmp, name), entry, held_out, prefill_len)
+            if "runtime_check" in entry:
+                log(f"note: {name}: {entry['runtime_check']}")
         shutil.rmtree(scratch)
         parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         report = {"conversion_seconds": time.time() - start, "peak_rss_gb": max([parent_peak, *tree_peaks]),
@@ -233,6 +235,10 @@ def measure(config, reference, path, entry, held_out, prefill_len):
     from tfgpt2.export import verify
 
     entry["signatures"] = verify.signature_contract(path)
+    shortfall = verify.lite_memory_shortfall(path)
+    if shortfall:  # killed by the kernel mid-check, the export would lose every file it wrote
+        entry["runtime_check"] = shortfall
+        return
     entry["decode_tok_s"] = verify.decode_speed(path)
     if blocks is not None:
         entry["fidelity"] = verify.fidelity(reference(), path, blocks, prefill_len)

@@ -22,6 +22,7 @@ def write(out_dir, report):
               f"{report['exporting_process_peak_rss_gb']:.2f} GB)", "", "| file | conversion s | child peak RSS GB |",
               "|---|---:|---:|"]
     lines += [f"| {name} | {r['seconds']:.1f} | {r['peak_rss_gb']:.2f} |" for name, r in report["files"].items()]
+    lines += [f"\n{name}: {r['runtime_check']}" for name, r in report["files"].items() if "runtime_check" in r]
     for name, value in report.get("special_tokens_outside_vocab", {}).items():
         lines += ["", f"{name} {value} is outside the vocabulary: never fed to the model, not a stop token."]
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:

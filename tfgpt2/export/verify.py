@@ -67,10 +67,11 @@ def lite_logits(path, prompt, continuation):
 
 
 def signature_contract(path):
-    """Signature names, tensor names, dtypes and shapes as the app's runner sees them."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Signature names, tensor names, dtypes and shapes as the app's runner sees them (read without the
+    XNNPack delegate, which would pack every weight to answer)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=path)
+    it = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     contract = {}
     for name in it.get_signature_list():
         runner = it.get_signature_runner(name)
@@ -79,6 +80,31 @@ def signature_contract(path):
                    for k, v in details.items()}
             for kind, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details()))}
     return contract
+
+
+# what LiteRT's interpreter holds per byte of a .tflite: the mapped file plus XNNPack's packed copy of the
+# weights for each of the two signatures (prefill, decode): 2.95x for a gpt2-xl int8 file, 3.5x int4
+LITE_MEMORY_PER_FILE_BYTE = 3.5
+
+
+def lite_memory_shortfall(path):
+    """None when this machine has the memory to run `path` in LiteRT, else a line saying what it lacks."""
+    need = LITE_MEMORY_PER_FILE_BYTE * os.path.getsize(path)
+    free = available_memory()
+    if free is None or need <= free:
+        return None
+    return (f"not run in LiteRT here: it holds about {need / 1e9:.1f} GB for this file (XNNPack packs the weights "
+            f"once per signature) and {free / 1e9:.1f} GB is available; run `tfgpt2 verify` where it fits")
+
+
+def available_memory():
+    """Bytes the kernel can give without swapping (Linux MemAvailable), None where it is not known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def decode_speed(path, steps=32, threads=2):
