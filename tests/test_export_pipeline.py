@@ -271,7 +271,7 @@ def test_runtime_check_skipped_where_litert_would_not_fit(exported, monkeypatch,
     keeps the export: the check says why it didn't run instead of the kernel killing the export."""
     _, out, report = exported
     path = str(out / "gpt2_int8.tflite")
-    assert verify.lite_memory_shortfall(path) is None  # this machine has room for a tiny file
+    assert verify.lite_memory_shortfall(path) is None  # a tiny file fits
     monkeypatch.setattr(verify, "available_memory", lambda: 1000)
     entry = {"format": "tflite", "recipe": "int8", "bytes": os.path.getsize(path), "seconds": 1.0,
              "peak_rss_gb": 1.0}

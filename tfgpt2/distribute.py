@@ -31,9 +31,9 @@ TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", "host1:
                      '"task": {"type": "worker", "index": 0}}\'')
 
 
-def cluster_config(environ=None):
+def cluster_config():
     """TF_CONFIG parsed and checked, or None when it is unset or names a single task."""
-    raw = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
+    raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
         return None
     try:
@@ -57,7 +57,7 @@ def strategy_from(name="auto"):
     """The tf.distribute strategy `name` stands for.
 
     "multiworker": MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (required);
-    "mirrored": MirroredStrategy over this machine's devices (its GPUs, else its CPU);
+    "mirrored": MirroredStrategy over the local devices (the GPUs, else the CPU);
     "auto": "multiworker" when TF_CONFIG names more than one worker, "mirrored" with more than one GPU,
     else TensorFlow's default strategy (one device). Call it before any other TensorFlow work: the
     collectives of a multi-worker strategy are set up once, when the program starts.

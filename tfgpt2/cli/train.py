@@ -32,7 +32,7 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="auto: several workers when TF_CONFIG names a cluster, all GPUs when there are several; "
-                        "mirrored: this machine's devices; multiworker: the TF_CONFIG cluster (OUT on storage "
+                        "mirrored: the local devices; multiworker: the TF_CONFIG cluster (OUT on storage "
                         "every worker sees)")
 
 
@@ -63,7 +63,6 @@ def run(args):
 def _train(args, recipe, strategy, chief):
     from tfgpt2 import GPT2Tokenizer, TFGPT2LMHeadModel, distribute, training
 
-    say = print if chief else (lambda *a, **k: None)
     texts = training.builtin_texts() if args.builtin_data else training.read_texts(args.data)
     if args.model:
         model, tok = TFGPT2LMHeadModel.from_pretrained(args.model), tokenizer_for(args.model)
@@ -77,8 +76,9 @@ def _train(args, recipe, strategy, chief):
         raise ValueError(f"only {len(train)} training blocks of {args.seq_len} tokens for batch size "
                          f"{args.batch_size}: pass more text or lower --batch-size/--seq-len")
     workers = f" on {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
-    say(f"tfgpt2 train: {model.count_params() / 1e6:.1f}M parameters, {train.size / 1e3:.0f}k training tokens, "
-        f"{held_out.size / 1e3:.0f}k held out; {args.steps} steps in {args.epochs} epochs{workers}")
+    if chief:
+        print(f"tfgpt2 train: {model.count_params() / 1e6:.1f}M parameters, {train.size / 1e3:.0f}k training tokens, "
+              f"{held_out.size / 1e3:.0f}k held out; {args.steps} steps in {args.epochs} epochs{workers}")
     history = {"step_loss": [], "eval": []}
     callbacks = [distribute.backup(strategy, os.path.join(args.out, "checkpoints"), args.checkpoint_every or "epoch"),
                  _recorder(model, held_out, history, args.steps // args.epochs, chief)]

@@ -247,7 +247,7 @@ def _checkpoint_values(model, state):
     from tfgpt2.lazy_weights import read_slice
     from tfgpt2.weights import conv1d_layers
 
-    values = {id(v.value): (lambda rows, v=v: v.numpy()[rows]) for v in model.variables}
+    values = {id(v.value): (lambda rows, v=v: v.numpy()[rows] if v.shape else v.numpy()) for v in model.variables}
     values[id(model.transformer.wte.embeddings.value)] = lambda rows: read_slice(state, "transformer.wte.weight",
                                                                                  (rows,))
     for prefix, layer in conv1d_layers(model):

@@ -88,7 +88,7 @@ LITE_MEMORY_PER_FILE_BYTE = 3.5
 
 
 def lite_memory_shortfall(path):
-    """None when this machine has the memory to run `path` in LiteRT, else a line saying what it lacks."""
+    """None when the memory available can run `path` in LiteRT, else a line saying what it lacks."""
     need = LITE_MEMORY_PER_FILE_BYTE * os.path.getsize(path)
     free = available_memory()
     if free is None or need <= free:
