@@ -34,8 +34,8 @@ def report(**kw):
     print("RESULT " + json.dumps(kw))
 def lite_greedy(path):
     # (decode tok/s, prefill s): prefill gives token 1, then NEW - 1 decode steps are timed
-    from tfgpt2.export import verify
-    session = verify.lite_session(path, THREADS)  # the app's loop: caller-owned cache, new entries written back
+    from tfgpt2.export.lite_session import lite_session
+    session = lite_session(path, THREADS)  # the app's loop: caller-owned cache, new entries written back
     def run():
         t0 = time.perf_counter()
         logits = session.prefill(ids[0].astype(np.int32))

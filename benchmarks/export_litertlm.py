@@ -41,8 +41,8 @@ report(**{k: v for k, v in pipeline.export(sys.argv[1], EXPORT, formats=["tflite
 """
 
 LITERT = """
-from tfgpt2.export import verify
-session = verify.lite_session(os.path.join(EXPORT, "gpt2_{recipe}.tflite"), THREADS)
+from tfgpt2.export.lite_session import lite_session
+session = lite_session(os.path.join(EXPORT, "gpt2_{recipe}.tflite"), THREADS)
 last = {{}}
 def run():
     logits, tokens = session.prefill(ids[0].astype(np.int32)), []

@@ -63,14 +63,14 @@ DECODE = """
 # against the fp32 model's at each of NEW positions of a random sequence (teacher-forced: one flip
 # doesn't carry over into the positions after it)
 from tfgpt2 import TFGPT2LMHeadModel
-from tfgpt2.export import verify
+from tfgpt2.export.lite_session import lite_session
 new, model = int(sys.argv[3]), TFGPT2LMHeadModel.from_pretrained(sys.argv[1])
 sequence = np.random.default_rng(0).integers(0, model.config.vocab_size, (1, 8 + new)).astype(np.int32)
 prompt = sequence[:, :8]
 run = lambda: model.generate(prompt, max_new_tokens=new, do_sample=False).numpy()[0, 8:]
 keras_tokens = run()
 t = time.perf_counter(); run(); seconds = time.perf_counter() - t
-session = verify.lite_session(sys.argv[2])
+session = lite_session(sys.argv[2])
 logits, lite_tokens = session.prefill(prompt[0]), []
 for _ in range(new):
     lite_tokens.append(int(np.argmax(logits)))

@@ -267,8 +267,8 @@ def test_default_flags_export_and_verify_any_checkpoint(tmp_path, capsys, n_posi
 
 
 def test_runtime_check_skipped_where_litert_would_not_fit(exported, monkeypatch, tmp_path):
-    """A machine without the memory LiteRT needs for a file (XNNPack packs its weights once per signature)
-    keeps the export: the check says why it didn't run instead of the kernel killing the export."""
+    """A machine without the memory LiteRT needs for a file (its packed weights and the pages it packed them
+    from) keeps the export: the check says why it didn't run instead of the kernel killing the export."""
     _, out, report = exported
     path = str(out / "gpt2_int8.tflite")
     assert verify.lite_memory_shortfall(path) is None  # a tiny file fits

@@ -7,7 +7,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from helpers import keras_logits
 from tfgpt2 import TFGPT2LMHeadModel
-from tfgpt2.export import tflite, verify
+from tfgpt2.export import tflite
+from tfgpt2.export.lite_session import lite_session
 
 PREFILL, SLOTS = 8, 48
 
@@ -30,7 +31,7 @@ def op_names(flat):
 
 def lite_greedy(flat, prompt, n):
     """Greedy tokens from the .tflite, driven as the app drives it (caller-owned cache)."""
-    session = verify.lite_session(flat)
+    session = lite_session(flat)
     logits = [session.prefill(prompt)]
     tokens = []
     for _ in range(n):
@@ -68,6 +69,28 @@ def test_decode_never_copies_the_cache(fp32):
     it = Interpreter(model_content=fp32)
     runner = it.get_signature_runner("decode")
     assert runner.get_output_details()["new_k"]["shape"].tolist() == [3, 3, 16]
+
+
+def test_session_cache_is_what_litert_reads_and_is_freed_with_it(fp32, tmp_path):
+    """The session's cache arrays are the decode buffers LiteRT reads (an edit changes the next logits), and
+    dropping the session frees the compiled model at once (its packed weights are not left to gc)."""
+    import weakref
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(fp32)
+    prompt = np.array([3, 1, 4], np.int32)
+    sessions = [lite_session(str(path)) for _ in range(2)]
+    for session in sessions:
+        session.prefill(prompt)
+    sessions[1].vt[0][...] *= -3.0
+    plain, edited = (session.decode(5) for session in sessions)
+    assert np.abs(plain - edited).max() > 1e-3
+    from_bytes = lite_session(fp32)
+    from_bytes.prefill(prompt)
+    assert np.array_equal(from_bytes.decode(5), plain)
+    gone = weakref.ref(sessions[0].model)
+    del sessions, session, from_bytes
+    assert gone() is None
 
 
 def test_fp32_logits_and_32_greedy_tokens_equal_keras(model, fp32):

@@ -1,6 +1,7 @@
 """What the subcommands share: quiet TF logs, one-line argparse errors, the model's tokenizer, checks."""
 
 import argparse
+import atexit
 import contextlib
 import os
 import sys
@@ -42,6 +43,19 @@ def native_logs_hidden(debug):
             sys.stderr = previous
         os.dup2(saved, 2)
         os.close(saved)
+        if "ai_edge_litert" in sys.modules and not _EXIT_HIDDEN:
+            # LiteRT's accelerator registry logs its own destruction after Python has finished
+            _EXIT_HIDDEN.append(atexit.register(_hide_fd2))
+
+
+_EXIT_HIDDEN = []
+
+
+def _hide_fd2():
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 class Parser(argparse.ArgumentParser):

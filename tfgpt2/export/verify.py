@@ -6,55 +6,7 @@ import time
 import numpy as np
 
 from tfgpt2.export import contract
-from tfgpt2.export.cache_host import CacheHost
-
-
-def lite_runners(path_or_bytes, threads=2):
-    from ai_edge_litert.interpreter import Interpreter
-
-    kw = {"model_path": path_or_bytes} if isinstance(path_or_bytes, str) else {"model_content": path_or_bytes}
-    it = Interpreter(num_threads=threads, **kw)
-    return it, it.get_signature_runner("prefill"), it.get_signature_runner("decode")
-
-
-def lite_session(path_or_bytes, threads=2):
-    """A LiteSession on the .tflite: `.prefill(prompt)`, `.decode(token)`, `.capacity_left`."""
-    return LiteSession(path_or_bytes, threads)
-
-
-class LiteSession(CacheHost):
-    """Drives a tfgpt2 .tflite in LiteRT the way an app with persistent buffers would.
-
-    A CacheHost whose cache arrays are numpy views of the decode signature's own input
-    tensors: each step writes only the new token's entries there and invokes, so nothing
-    cache-sized is copied per token (passing the cache through the Python signature runner costs
-    a copy of it per token).
-    """
-
-    def __init__(self, path_or_bytes, threads=2):
-        self.interpreter, prefill, decode = lite_runners(path_or_bytes, threads)
-        inputs = decode.get_input_details()
-        n_layer = sum(1 for name in inputs if name.startswith("k_"))
-        super().__init__(prefill, self._invoke, n_layer, int(inputs["cache_mask"]["shape"][1]),
-                         int(prefill.get_input_details()["input_ids"]["shape"][1]))
-        decode(**{name: np.zeros(d["shape"], d["dtype"]) for name, d in inputs.items()})  # allocate once
-        wrapper, sub = self.interpreter._interpreter, decode._subgraph_index
-        view = {name: wrapper.tensor(wrapper, index, sub) for name, index in decode._inputs.items()}
-        self._token, self.mask = view["token_id"], view["cache_mask"]
-        self.k = [view[f"k_{i}"] for i in range(n_layer)]
-        self.vt = [view[f"vt_{i}"] for i in range(n_layer)]
-        self._run = lambda: wrapper.Invoke(sub)
-        self._outputs = {name: (lambda i=index: wrapper.tensor(wrapper, i, sub)) for name, index in decode._outputs}
-
-    def keep_cache(self, out):
-        for target, name in [(self.mask, "cache_mask"), *((k, f"k_{i}") for i, k in enumerate(self.k)),
-                             *((vt, f"vt_{i}") for i, vt in enumerate(self.vt))]:
-            target[...] = out[name]
-
-    def _invoke(self, token_id, **cache):  # the cache inputs already are the interpreter's tensors
-        self._token[...] = token_id
-        self._run()
-        return {name: get() for name, get in self._outputs.items()}
+from tfgpt2.export.lite_session import lite_session, weight_cache_fits
 
 
 def lite_logits(path, prompt, continuation):
@@ -82,19 +34,21 @@ def signature_contract(path):
     return contract
 
 
-# what LiteRT's interpreter holds per byte of a .tflite: the mapped file plus XNNPack's packed copy of the
-# weights for each of the two signatures (prefill, decode): 2.95x for a gpt2-xl int8 file, 3.5x int4
-LITE_MEMORY_PER_FILE_BYTE = 3.5
+# what a LiteSession holds per byte of a .tflite: XNNPack's packed weights (in its weight-cache file, mapped)
+# and the pages of the .tflite it read to pack them; without room for that file on disk, a packed copy in
+# anonymous memory per signature (prefill, decode) on top of the mapped file
+LITE_MEMORY_PER_FILE_BYTE = {True: 1.5, False: 3.5}
 
 
 def lite_memory_shortfall(path):
     """None when the memory available can run `path` in LiteRT, else a line saying what it lacks."""
-    need = LITE_MEMORY_PER_FILE_BYTE * os.path.getsize(path)
+    size = os.path.getsize(path)
+    need = LITE_MEMORY_PER_FILE_BYTE[weight_cache_fits(size)] * size
     free = available_memory()
     if free is None or need <= free:
         return None
-    return (f"not run in LiteRT here: it holds about {need / 1e9:.1f} GB for this file (XNNPack packs the weights "
-            f"once per signature) and {free / 1e9:.1f} GB is available; run `tfgpt2 verify` where it fits")
+    return (f"not run in LiteRT here: it holds about {need / 1e9:.1f} GB for this file and "
+            f"{free / 1e9:.1f} GB is available; run `tfgpt2 verify` where it fits")
 
 
 def available_memory():
