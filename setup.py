@@ -27,7 +27,7 @@ setup(
         "huggingface_hub>=0.30",
         "tiktoken>=0.9",
         "h5py>=3.10",
-        "ai-edge-litert>=2.0",
+        "ai-edge-litert>=2.3",  # CompiledModel CpuOptions.xnnpack_weight_cache_path
         "ai-edge-quantizer>=0.10",
         "matplotlib>=3.8",
         "tensorflow-serving-api==2.21.*",
