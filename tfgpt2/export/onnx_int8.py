@@ -7,10 +7,15 @@ the tied embedding must stay one tensor: quantize_dynamic transposes the head's 
 breaking the lookup that reads the same table (or stores the table twice). Here the table is one
 int8 (C, V) tensor with a scale per token: the head multiplies by it, the lookup gathers its columns
 and rescales them. Symmetric int8 (zero point 0), as quantize_dynamic's default for weights, from the
-project's one int8 quantizer (quantization.int8_rows).
+project's one int8 quantizer (quantization.int8_rows), in 7 bits (|q| <= 63, quantize_dynamic's
+`reduce_range`): ORT multiplies uint8 activations by int8 weights with VPMADDUBSW on AVX2 CPUs without
+VNNI, whose int16 pair sums saturate for full-range weights (logit errors of a third of their range on
+a small random model); the file must run the same on every CPU.
 """
 
 import numpy as np
+
+WEIGHT_LEVELS = 63  # quantize_dynamic's reduce_range
 
 
 def quantize(graph, weights, table):
@@ -36,11 +41,11 @@ def quantize(graph, weights, table):
 
 
 def _per_column(w):
-    """(in, out) float -> int8 (in, out), float32 scale (out,): the project's int8 quantizer
-    (quantization.int8_rows) over the columns."""
+    """(in, out) float -> int8 (in, out) in [-WEIGHT_LEVELS, WEIGHT_LEVELS], float32 scale (out,): the
+    project's int8 quantizer (quantization.int8_rows) over the columns."""
     from tfgpt2 import quantization
 
-    q, scale = quantization.int8_rows(np.ascontiguousarray(w.T))  # (out, in), (out,)
+    q, scale = quantization.int8_rows(np.ascontiguousarray(w.T), WEIGHT_LEVELS)  # (out, in), (out,)
     return np.ascontiguousarray(q.numpy().T), scale.numpy()
 
 
