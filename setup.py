@@ -38,6 +38,8 @@ setup(
         "litertlm": LITERTLM,
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.6",
+            "filelock>=3.12",  # the tiny export shared by the xdist workers (tests/conftest.py)
             "torch==2.13.0",
             "transformers>=5.0",
             *ONNX,

@@ -22,7 +22,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long end-to-end runs; opt in with --slow")
 
 
+# The longest test files run first, so `pytest -n 2 --dist loadfile` (the README's command) doesn't end
+# on one long file while the other worker idles.
+LONGEST_FIRST = ["test_multiworker.py", "test_saved_model.py", "test_hf_generate.py", "test_export_pipeline.py",
+                 "test_quantization.py", "test_tflite.py", "test_keras_quantize.py", "test_docstrings.py"]
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise kept
     if config.getoption("--slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --slow")
@@ -47,10 +55,24 @@ def hf_checkpoints(tmp_path_factory):
 def tiny_export(tmp_path_factory):
     """One `tfgpt2 export` (fp32 + int8, 24 slots, prefill 8) of a tiny GPT-2, shared by every test that
     reads an export: (model, export dir, report). It is the export the Kotlin golden model.json comes from
-    (tools/write_goldens.py)."""
+    (tools/write_goldens.py). Under pytest-xdist the first worker that asks writes it and the others read it."""
     import write_goldens
 
-    root = tmp_path_factory.mktemp("exp")
     held_out = np.random.default_rng(0).integers(0, CONFIGS["small-gelu_new"]["vocab_size"], (2, 16))
-    model, report = write_goldens.tiny_export(str(root), held_out)
-    return model, root / "export", report
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        root = tmp_path_factory.mktemp("exp")
+        model, report = write_goldens.tiny_export(str(root), held_out)
+        return model, root / "export", report
+    import json
+
+    from filelock import FileLock
+
+    from tfgpt2 import TFGPT2LMHeadModel
+
+    root = tmp_path_factory.getbasetemp().parent / "tiny_export"  # one directory for the run's workers
+    with FileLock(str(root) + ".lock"):
+        if not (root / "export" / "report.json").exists():
+            model, report = write_goldens.tiny_export(str(root), held_out)
+            return model, root / "export", report
+    model = TFGPT2LMHeadModel.from_pretrained(str(root / "hf"))
+    return model, root / "export", json.loads((root / "export" / "report.json").read_text())

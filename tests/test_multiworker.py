@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from helpers import run_cli
 
 TRAIN = ["--builtin-data", "--n-embd", "32", "--n-layer", "2", "--n-head", "2", "--seq-len", "32",
@@ -53,9 +55,8 @@ def step_losses(out):
     return json.loads((out / "train_history.json").read_text())["step_loss"]
 
 
-def test_two_workers_train_as_one_process_and_resume_from_the_chief(tmp_path):
-    """Per-step loss of 2 workers x 4 rows == 1 process x 8 rows; only the chief writes; --resume restores
-    its checkpoint on both workers (the resumed epoch starts from the trained weights, not a new model)."""
+def _train_alone_and_on_two_workers(tmp_path):
+    """10 steps in one process (8 rows) and on 2 workers (4 rows each): (losses alone, chief's losses, chief's out)."""
     single = run_cli("train", "--out", str(tmp_path / "single"), *TRAIN, "--steps", "10", "--epochs", "1",
                      timeout=DEADLINE)
     assert single.returncode == 0, single.stderr[-2000:]
@@ -63,12 +64,22 @@ def test_two_workers_train_as_one_process_and_resume_from_the_chief(tmp_path):
     chief_log, worker_log = train_on_two_workers([chief_out, worker_out], "--steps", "10", "--epochs", "1")
     assert "on 2 replicas" in chief_log and "held-out perplexity" in chief_log and worker_log == ""
     assert not worker_out.exists()  # the chief alone writes
-    expected, got = step_losses(tmp_path / "single"), step_losses(chief_out)
+    return step_losses(tmp_path / "single"), step_losses(chief_out), chief_out
+
+
+def test_two_workers_train_as_one_process(tmp_path):
+    """Per-step loss of 2 workers x 4 rows == 1 process x 8 rows; only the chief writes."""
+    expected, got, _ = _train_alone_and_on_two_workers(tmp_path)
     print("per-step loss, 1 process:", expected, "\n2 workers:", got)
     assert len(got) == len(expected) == 10 and got[-1] < got[0] - 0.3
     assert max(abs(a - b) for a, b in zip(got, expected)) <= 1e-5
 
-    # an interrupted 2-epoch run: every worker resumes from the chief's checkpoint (shared storage)
+
+@pytest.mark.slow
+def test_two_workers_resume_from_the_chief(tmp_path):
+    """An interrupted 2-epoch run: --resume restores the chief's checkpoint (shared storage) on both workers,
+    so the resumed epoch starts from the trained weights, not a new model."""
+    _, got, chief_out = _train_alone_and_on_two_workers(tmp_path)
     train_on_two_workers([chief_out, chief_out], "--steps", "20", "--epochs", "2", "--resume")
     history = json.loads((chief_out / "train_history.json").read_text())
     resumed = history["step_loss"]
