@@ -56,20 +56,18 @@ def tiny_export(tmp_path_factory):
     """One `tfgpt2 export` (fp32 + int8, 24 slots, prefill 8) of a tiny GPT-2, shared by every test that
     reads an export: (model, export dir, report). It is the export the Kotlin golden model.json comes from
     (tools/write_goldens.py). Under pytest-xdist the first worker that asks writes it and the others read it."""
-    import write_goldens
-
-    held_out = np.random.default_rng(0).integers(0, CONFIGS["small-gelu_new"]["vocab_size"], (2, 16))
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        root = tmp_path_factory.mktemp("exp")
-        model, report = write_goldens.tiny_export(str(root), held_out)
-        return model, root / "export", report
     import json
 
     from filelock import FileLock
 
+    import write_goldens
     from tfgpt2 import TFGPT2LMHeadModel
 
-    root = tmp_path_factory.getbasetemp().parent / "tiny_export"  # one directory for the run's workers
+    held_out = np.random.default_rng(0).integers(0, CONFIGS["small-gelu_new"]["vocab_size"], (2, 16))
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = tmp_path_factory.getbasetemp().parent / "tiny_export"  # one directory for the run's workers
+    else:
+        root = tmp_path_factory.mktemp("exp")
     with FileLock(str(root) + ".lock"):
         if not (root / "export" / "report.json").exists():
             model, report = write_goldens.tiny_export(str(root), held_out)
