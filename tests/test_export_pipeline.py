@@ -285,3 +285,50 @@ def test_runtime_check_skipped_where_litert_would_not_fit(exported, monkeypatch,
 
     export_report.write(str(tmp_path), {**report, "files": {"gpt2_int8.tflite": entry}})
     assert "gpt2_int8.tflite: not run in LiteRT here" in (tmp_path / "report.md").read_text()
+
+
+HELD_OUT_MODEL = dict(vocab_size=50257, n_positions=48, n_embd=16, n_layer=1, n_head=2)
+README = os.path.join(os.path.dirname(GOLDEN), "..", "README.md")
+
+
+@pytest.mark.slow
+def test_cli_held_out_text_gives_the_report_fidelity(tmp_path, capsys):
+    """`--held-out-text FILES`: report.json/.md carry each file's fidelity on that text (fp32 LiteRT = Keras)."""
+    from helpers import build_hf
+
+    build_hf("GPT2LMHeadModel", HELD_OUT_MODEL).save_pretrained(tmp_path / "hf")
+    capsys.readouterr()  # transformers' own progress lines
+    code, _, err = cli(capsys, "export", "--model", tmp_path / "hf", "--out", tmp_path / "e", "--formats", "tflite",
+                       "--quantize", "fp32", "--max-seq-len", "48", "--prefill-len", "8", "--held-out-text", README)
+    assert code == 0, err[-2000:]
+    fid = json.loads((tmp_path / "e" / "report.json").read_text())["files"]["gpt2_fp32.tflite"]["fidelity"]
+    assert fid["top1_agreement"] == 1.0 and fid["max_abs_logit_diff"] < 1e-4, fid
+    assert abs(fid["perplexity"] / fid["keras_perplexity"] - 1) < 1e-4, fid
+    row = next(line for line in (tmp_path / "e" / "report.md").read_text().splitlines() if "gpt2_fp32" in line)
+    assert "100.00 %" in row and "nan" not in row and "–" not in row
+
+
+@pytest.mark.parametrize("text, match", [(README, "vocabulary has 99"), ("{tmp}/none.txt", "does not exist"),
+                                         ("{tmp}/short.txt", "shorter than one block")])
+def test_cli_held_out_text_that_cannot_be_measured_is_one_line(tmp_path, capsys, text, match):
+    """Text whose ids the vocabulary lacks, a missing file, too little text: one line naming the flag or the
+    path, before anything is written."""
+    from helpers import build_hf
+
+    build_hf("GPT2LMHeadModel", {**HELD_OUT_MODEL, "vocab_size": 99}).save_pretrained(tmp_path / "hf")
+    (tmp_path / "short.txt").write_text("A few words.")
+    capsys.readouterr()
+    code, _, err = cli(capsys, "export", "--model", tmp_path / "hf", "--out", tmp_path / "e", "--held-out-text",
+                       text.format(tmp=tmp_path))
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "e").exists()
+
+
+def test_report_without_fidelity_says_how_to_measure_it(tmp_path):
+    from tfgpt2.export import report
+
+    files = {"gpt2_int8.tflite": {"bytes": 1e6, "decode_tok_s": 50.0, "seconds": 1.0, "peak_rss_gb": 0.5}}
+    report.write(str(tmp_path), {"files": files, "conversion_seconds": 1.0, "peak_rss_gb": 0.5,
+                                 "exporting_process_peak_rss_gb": 0.1})
+    text = (tmp_path / "report.md").read_text()
+    assert "nan" not in text and "| – | – | – | 50.0 |" in text and "--held-out-text" in text

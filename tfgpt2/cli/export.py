@@ -30,6 +30,10 @@ def add_arguments(p):
     p.add_argument("--text-signature", action="store_true",
                    help="also write saved_model_text/1 with generate_text (text in/out; needs TF Text ops)")
     p.add_argument("--calibration-text", metavar="PATH", help="text file(s)/dir for int8-full calibration")
+    p.add_argument("--held-out-text", metavar="PATH", nargs="+",
+                   help="text file(s)/dir: the report's fidelity of each file against the Keras model (max logit "
+                        "diff, top-1 agreement, perplexity) on up to 8 blocks of it; loads the model in the "
+                        "exporting process")
     p.add_argument("--max-seq-len", type=int, default=None,
                    help="KV cache slots in the .tflite (default: 256, or the model's n_positions if smaller)")
     p.add_argument("--prefill-len", type=int, default=None,
@@ -58,18 +62,21 @@ def run(args):
     scratch = None if args.out else tempfile.mkdtemp(prefix="tfgpt2-android-")
     out = args.out or os.path.join(scratch, "export")
     try:
-        calibration = None
-        if args.calibration_text:
-            from tfgpt2 import GPT2Tokenizer, training
+        calibration = held_out = None
+        if args.calibration_text or args.held_out_text:
             from tfgpt2.export.source import source_config
 
-            prefill = pipeline.default_lengths(source_config(args.model), args.max_seq_len, args.prefill_len)[1]
-            calibration = training.pack_ids(training.read_texts(args.calibration_text), GPT2Tokenizer(),
-                                            seq_len=prefill + 4)[:32]
+            config = source_config(args.model)
+            slots, prefill = pipeline.default_lengths(config, args.max_seq_len, args.prefill_len)
+            if args.calibration_text:
+                calibration = text_blocks(args.calibration_text, config, prefill + 4, "--calibration-text")[:32]
+            if args.held_out_text:  # the prompt fills prefill, up to 32 tokens are decoded
+                held_out = text_blocks(args.held_out_text, config, min(slots, prefill + 32), "--held-out-text")[:8]
         recipes = quantize and [q.strip() for q in quantize.split(",") if q.strip()]
         pipeline.export(args.model, out, quantize=recipes,
                         overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
-                        calibration=calibration, text_signature=args.text_signature, formats=formats,
+                        calibration=calibration, held_out=held_out, text_signature=args.text_signature,
+                        formats=formats,
                         onnx_graph=args.onnx_graph)
         if args.android:
             names = pipeline.copy_for_android(out, args.android)
@@ -77,3 +84,19 @@ def run(args):
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def text_blocks(paths, config, seq_len, flag):
+    """(N, seq_len) GPT-2 ids of the text at `paths`; ValueError when the model's vocabulary lacks some."""
+    from tfgpt2 import GPT2Tokenizer, training
+
+    texts = training.read_texts(paths)
+    try:
+        blocks = training.pack_ids(texts, GPT2Tokenizer(), seq_len=seq_len)
+    except ValueError:
+        raise ValueError(f"{flag}: the text is shorter than one block of {seq_len} tokens (the prompt length, "
+                         "--prefill-len, plus the tokens measured); pass more text") from None
+    if blocks.max() >= config.vocab_size:
+        raise ValueError(f"{flag}: GPT-2's tokenizer gives ids up to {int(blocks.max())}, the model's vocabulary "
+                         f"has {config.vocab_size}; pass text of ids below it or drop {flag}")
+    return blocks

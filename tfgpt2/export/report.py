@@ -10,13 +10,15 @@ def write(out_dir, report):
     lines = ["# tfgpt2 export report", "", "| model | runtime | MB | max abs logit diff | top-1 agreement | "
              "perplexity (Keras) | decode tok/s (2 threads) |", "|---|---|---:|---:|---:|---:|---:|"]
     for name, r in report["files"].items():
-        fid = r.get("fidelity", {})
-        nan = float("nan")
         runtime = {"onnx": "ONNX Runtime", "litertlm": "LiteRT-LM", "saved_model": "TensorFlow"}.get(
             r.get("format"), "LiteRT")
-        lines.append(f"| {name} | {runtime} | {r['bytes'] / 1e6:.2f} | {fid.get('max_abs_logit_diff', nan):.2e} | "
-                     f"{100 * fid.get('top1_agreement', nan):.2f} % | {fid.get('perplexity', nan):.2f} "
-                     f"({fid.get('keras_perplexity', nan):.2f}) | {r.get('decode_tok_s', nan):.1f} |")
+        fid = r.get("fidelity")
+        cells = (f"{fid['max_abs_logit_diff']:.2e} | {100 * fid['top1_agreement']:.2f} % | {fid['perplexity']:.2f} "
+                 f"({fid['keras_perplexity']:.2f})") if fid else "– | – | –"
+        speed = f"{r['decode_tok_s']:.1f}" if "decode_tok_s" in r else "–"
+        lines.append(f"| {name} | {runtime} | {r['bytes'] / 1e6:.2f} | {cells} | {speed} |")
+    if not any("fidelity" in r for r in report["files"].values()):
+        lines += ["", "Fidelity not measured: `tfgpt2 export --held-out-text FILES` measures it on that text."]
     lines += ["", f"export: {report['conversion_seconds']:.1f} s; peak RSS {report['peak_rss_gb']:.2f} GB "
               f"(process tree: a conversion child + the exporting process; the exporting process alone "
               f"{report['exporting_process_peak_rss_gb']:.2f} GB)", "", "| file | conversion s | child peak RSS GB |",
