@@ -76,8 +76,7 @@ def run(args):
         pipeline.export(args.model, out, quantize=recipes,
                         overwrite=args.overwrite, max_seq_len=args.max_seq_len, prefill_len=args.prefill_len,
                         calibration=calibration, held_out=held_out, text_signature=args.text_signature,
-                        formats=formats,
-                        onnx_graph=args.onnx_graph)
+                        formats=formats, onnx_graph=args.onnx_graph)
         if args.android:
             names = pipeline.copy_for_android(out, args.android)
             print(f"copied {len(names)} files for the app into {args.android}: {', '.join(names)}")
@@ -89,11 +88,12 @@ def run(args):
 def text_blocks(paths, config, seq_len, flag):
     """(N, seq_len) GPT-2 ids of the text at `paths`; ValueError when the model's vocabulary lacks some."""
     from tfgpt2 import GPT2Tokenizer, training
+    from tfgpt2.errors import GPT2InputError
 
     texts = training.read_texts(paths)
     try:
         blocks = training.pack_ids(texts, GPT2Tokenizer(), seq_len=seq_len)
-    except ValueError:
+    except GPT2InputError:  # pack_ids' "fewer tokens than one block", said in this flag's terms
         raise ValueError(f"{flag}: the text is shorter than one block of {seq_len} tokens (the prompt length, "
                          "--prefill-len, plus the tokens measured); pass more text") from None
     if blocks.max() >= config.vocab_size:
